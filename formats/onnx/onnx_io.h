@@ -1,0 +1,50 @@
+// ONNX <-> IR. The only place (with onnx_checker) that includes ONNX/protobuf headers.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "lib/ir/graph.h"
+
+namespace ptq::onnx_io {
+
+struct LoadOptions {
+  // Map external-data files read-only instead of reading them into memory.
+  bool mmap_external_data = true;
+};
+
+// Reads a .onnx file (any size; external data resolved relative to the model's folder).
+// Constant nodes become initializer values (from_constant_node = true).
+// Throws ptq::Error(kInput) naming the file for: missing file, not ONNX, truncated, missing or short
+// external-data file, unsupported dtype, dangling value references.
+ir::Model loadModel(const std::string& path, const LoadOptions& opts = {});
+// Parses a model from bytes (tests; `what` names it in errors).
+ir::Model loadModelFromBytes(const std::string& bytes, const std::string& what);
+// Parses the ONNX text format (onnx::OnnxParser), e.g. tests:
+//   <ir_version: 8, opset_import: ["" : 17]> g (float[2,3] x) => (float[2,3] y) { y = Relu(x) }
+ir::Model parseModelText(const std::string& text);
+
+struct SaveOptions {
+  enum class ExternalData { kAuto, kAlways, kNever };
+  // kAuto: external data when the serialized model would exceed protobuf's 2 GiB limit.
+  ExternalData external_data = ExternalData::kAuto;
+  // Tensors at least this large go to the external-data file when it is used.
+  size_t external_threshold_bytes = 1024;
+};
+
+// Writes the model atomically: to temp files in the target folder, then renamed. External data goes
+// to "<file name>.data" beside it (location stored relative). Throws kOutput on write errors.
+void saveModel(const ir::Model& model, const std::string& path, const SaveOptions& opts = {});
+// Serializes to bytes (no external data; throws if over 2 GiB).
+std::string serializeModel(const ir::Model& model);
+
+// A TensorProto file (.pb, as in ONNX's test data sets).
+ir::Tensor loadTensorProtoFile(const std::string& path, std::string* name = nullptr);
+
+// onnx::checker on a written model file (full check, incl. shape inference when strict). Returns
+// an empty string when valid, else the checker's message. Opsets newer than libonnx knows are
+// reported as "unchecked: ..." (not an error).
+std::string checkModelFile(const std::string& path);
+// The highest default-domain opset this build's libonnx knows.
+int64_t maxKnownOpset();
+
+}  // namespace ptq::onnx_io

@@ -1,0 +1,174 @@
+#include "formats/onnx/tensor_proto.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <vector>
+
+#include "lib/util/error.h"
+
+namespace ptq::onnx_io {
+
+using ir::DType;
+
+const ExternalDataResolver::Mapping& ExternalDataResolver::open(const std::string& tensor_name,
+                                                                const std::string& location) {
+  auto it = files_.find(location);
+  if (it != files_.end()) return it->second;
+  if (location.empty() || location[0] == '/')
+    throwInput(model_path_ + ": tensor '" + tensor_name + "' has external data location '" + location +
+               "', which must be a path relative to the model's folder");
+  const std::string path = model_dir_ + "/" + location;
+  Mapping m;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    throwInput(model_path_ + ": external data file '" + path + "' of tensor '" + tensor_name +
+               "' cannot be opened: " + std::strerror(errno));
+  struct stat st {};
+  ::fstat(fd, &st);
+  m.size = static_cast<size_t>(st.st_size);
+  if (use_mmap_ && m.size > 0) {
+    void* p = ::mmap(nullptr, m.size, PROT_READ, MAP_PRIVATE, fd, 0);
+    ::close(fd);
+    if (p == MAP_FAILED) throwInput(path + ": mmap failed: " + std::strerror(errno));
+    const size_t size = m.size;
+    m.base = std::shared_ptr<const void>(p, [size](const void* q) { ::munmap(const_cast<void*>(q), size); });
+  } else {
+    auto buf = std::shared_ptr<std::vector<char>>(new std::vector<char>(m.size));
+    size_t got = 0;
+    while (got < m.size) {
+      const ssize_t r = ::read(fd, buf->data() + got, m.size - got);
+      if (r <= 0) break;
+      got += static_cast<size_t>(r);
+    }
+    ::close(fd);
+    if (got != m.size) throwInput(path + ": short read");
+    m.base = std::shared_ptr<const void>(buf, buf->data());
+  }
+  return files_.emplace(location, std::move(m)).first->second;
+}
+
+ir::Tensor ExternalDataResolver::read(const std::string& tensor_name, DType dtype, ir::Shape shape,
+                                      const std::string& location, int64_t offset, int64_t length) {
+  const Mapping& m = open(tensor_name, location);
+  const size_t expected = ir::dtypeStorageBytes(dtype, ir::shapeNumel(shape));
+  if (offset < 0 || static_cast<size_t>(offset) > m.size)
+    throwInput(model_path_ + ": tensor '" + tensor_name + "' starts at offset " + std::to_string(offset) +
+               " past the end of external data file '" + location + "' (" + std::to_string(m.size) + " bytes)");
+  const size_t len = length < 0 ? m.size - static_cast<size_t>(offset) : static_cast<size_t>(length);
+  if (len != expected)
+    throwInput(model_path_ + ": tensor '" + tensor_name + "' has " + std::to_string(len) + " bytes of external data in '" +
+               location + "' but its shape " + ir::shapeToString(shape) + " needs " + std::to_string(expected));
+  if (static_cast<size_t>(offset) + len > m.size)
+    throwInput(model_path_ + ": external data file '" + location + "' is truncated: tensor '" + tensor_name +
+               "' needs bytes up to " + std::to_string(static_cast<size_t>(offset) + len) + ", the file has " +
+               std::to_string(m.size));
+  const char* p = static_cast<const char*>(m.base.get()) + offset;
+  return ir::Tensor::view(dtype, std::move(shape), p, len, m.base);
+}
+
+namespace {
+
+template <typename Src, typename Dst>
+ir::Tensor fromRepeated(DType dtype, ir::Shape shape, const Src& field, const std::string& what, size_t per_elem = 1) {
+  ir::Tensor t(dtype, std::move(shape));
+  const size_t n = static_cast<size_t>(t.numel()) * per_elem;
+  if (static_cast<size_t>(field.size()) != n)
+    throwInput(what + " has " + std::to_string(field.size()) + " values for " + std::to_string(n) + " elements");
+  Dst* out = static_cast<Dst*>(t.mutableData());
+  for (size_t i = 0; i < n; ++i) out[i] = static_cast<Dst>(field.Get(static_cast<int>(i)));
+  return t;
+}
+
+}  // namespace
+
+ir::Tensor tensorFromProto(onnx::TensorProto& proto, const std::string& what, ExternalDataResolver* resolver) {
+  if (!proto.has_data_type() || !ir::dtypeIsKnown(proto.data_type()))
+    throwInput(what + " has unsupported data type " + std::to_string(proto.data_type()));
+  const DType dtype = static_cast<DType>(proto.data_type());
+  if (proto.has_segment()) throwInput(what + " is a segmented tensor, which is not supported");
+  ir::Shape shape(proto.dims().begin(), proto.dims().end());
+  for (int64_t d : shape)
+    if (d < 0) throwInput(what + " has a negative dimension");
+  const size_t expected = ir::dtypeStorageBytes(dtype, ir::shapeNumel(shape));
+
+  if (proto.data_location() == onnx::TensorProto::EXTERNAL) {
+    if (!resolver) throwInput(what + " uses external data, which is not allowed here");
+    std::string location;
+    int64_t offset = 0, length = -1;
+    for (const auto& kv : proto.external_data()) {
+      if (kv.key() == "location") location = kv.value();
+      else if (kv.key() == "offset") offset = std::stoll(kv.value());
+      else if (kv.key() == "length") length = std::stoll(kv.value());
+    }
+    return resolver->read(proto.name(), dtype, std::move(shape), location, offset, length);
+  }
+  if (dtype == DType::kString) {
+    std::vector<std::string> v(proto.string_data().begin(), proto.string_data().end());
+    if (static_cast<int64_t>(v.size()) != ir::shapeNumel(shape))
+      throwInput(what + " has " + std::to_string(v.size()) + " strings for shape " + ir::shapeToString(shape));
+    return ir::Tensor::fromStrings(std::move(shape), std::move(v));
+  }
+  if (proto.has_raw_data()) {
+    if (proto.raw_data().size() != expected)
+      throwInput(what + " has " + std::to_string(proto.raw_data().size()) + " bytes of raw data but " +
+                 ir::dtypeName(dtype) + ir::shapeToString(shape) + " needs " + std::to_string(expected));
+    // Zero copy: take the protobuf's string and keep it alive with the tensor.
+    auto owned = std::make_shared<std::string>(std::move(*proto.mutable_raw_data()));
+    proto.clear_raw_data();
+    const void* p = owned->data();
+    return ir::Tensor::view(dtype, std::move(shape), p, expected, std::shared_ptr<const void>(owned, p));
+  }
+  switch (dtype) {
+    case DType::kFloat32: return fromRepeated<decltype(proto.float_data()), float>(dtype, shape, proto.float_data(), what);
+    case DType::kComplex64: return fromRepeated<decltype(proto.float_data()), float>(dtype, shape, proto.float_data(), what, 2);
+    case DType::kFloat64: return fromRepeated<decltype(proto.double_data()), double>(dtype, shape, proto.double_data(), what);
+    case DType::kComplex128: return fromRepeated<decltype(proto.double_data()), double>(dtype, shape, proto.double_data(), what, 2);
+    case DType::kInt64: return fromRepeated<decltype(proto.int64_data()), int64_t>(dtype, shape, proto.int64_data(), what);
+    case DType::kUInt32: return fromRepeated<decltype(proto.uint64_data()), uint32_t>(dtype, shape, proto.uint64_data(), what);
+    case DType::kUInt64: return fromRepeated<decltype(proto.uint64_data()), uint64_t>(dtype, shape, proto.uint64_data(), what);
+    case DType::kInt32: return fromRepeated<decltype(proto.int32_data()), int32_t>(dtype, shape, proto.int32_data(), what);
+    case DType::kInt16: return fromRepeated<decltype(proto.int32_data()), int16_t>(dtype, shape, proto.int32_data(), what);
+    case DType::kUInt16: case DType::kFloat16: case DType::kBFloat16:
+      return fromRepeated<decltype(proto.int32_data()), uint16_t>(dtype, shape, proto.int32_data(), what);
+    case DType::kInt8: return fromRepeated<decltype(proto.int32_data()), int8_t>(dtype, shape, proto.int32_data(), what);
+    case DType::kUInt8: case DType::kBool: case DType::kFloat8E4M3FN: case DType::kFloat8E4M3FNUZ:
+    case DType::kFloat8E5M2: case DType::kFloat8E5M2FNUZ:
+      return fromRepeated<decltype(proto.int32_data()), uint8_t>(dtype, shape, proto.int32_data(), what);
+    case DType::kInt4: case DType::kUInt4: {
+      // int32_data holds one value per element; store packed, low nibble first.
+      ir::Tensor t(dtype, shape);
+      const int64_t n = t.numel();
+      if (proto.int32_data_size() != n) {
+        if (n == 0) return t;
+        throwInput(what + " has " + std::to_string(proto.int32_data_size()) + " int4 values for " + std::to_string(n) + " elements");
+      }
+      uint8_t* out = t.mutableData<uint8_t>();
+      for (int64_t i = 0; i < n; ++i) {
+        const uint8_t nib = static_cast<uint8_t>(proto.int32_data(static_cast<int>(i)) & 0xf);
+        out[i / 2] |= (i % 2) ? static_cast<uint8_t>(nib << 4) : nib;
+      }
+      return t;
+    }
+    default: break;
+  }
+  throwInput(what + " has data type " + ir::dtypeName(dtype) + " stored in a way this tool cannot read");
+}
+
+void tensorToProto(const ir::Tensor& t, const std::string& name, onnx::TensorProto& proto) {
+  proto.set_name(name);
+  proto.set_data_type(static_cast<int32_t>(t.dtype()));
+  for (int64_t d : t.shape()) proto.add_dims(d);
+  if (t.dtype() == DType::kString) {
+    for (const auto& s : t.strings()) proto.add_string_data(s);
+    return;
+  }
+  proto.set_raw_data(t.data(), t.nbytes());
+}
+
+}  // namespace ptq::onnx_io

@@ -1,0 +1,210 @@
+#include "lib/ir/tensor.h"
+
+#include <cmath>
+#include <cstring>
+#include <type_traits>
+
+#include "lib/util/error.h"
+
+namespace ptq::ir {
+
+int64_t shapeNumel(const Shape& s) {
+  int64_t n = 1;
+  for (int64_t d : s) n *= d;
+  return n;
+}
+
+std::string shapeToString(const Shape& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (i) out += ", ";
+    out += std::to_string(s[i]);
+  }
+  return out + "]";
+}
+
+namespace {
+std::shared_ptr<uint8_t> allocBytes(size_t n) {
+  // new[] value-initialised: zero bytes. At least one byte so data() is never null for empty tensors.
+  return std::shared_ptr<uint8_t>(new uint8_t[n ? n : 1](), std::default_delete<uint8_t[]>());
+}
+}  // namespace
+
+Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape)) {
+  if (dtype_ == DType::kString) {
+    strings_.resize(static_cast<size_t>(numel()));
+    return;
+  }
+  nbytes_ = dtypeStorageBytes(dtype_, numel());
+  auto buf = allocBytes(nbytes_);
+  data_ = buf.get();
+  owner_ = std::move(buf);
+}
+
+Tensor Tensor::fromBytes(DType dtype, Shape shape, const void* bytes, size_t nbytes) {
+  Tensor t(dtype, std::move(shape));
+  if (nbytes != t.nbytes_)
+    throwInternal("Tensor::fromBytes: " + std::to_string(nbytes) + " bytes for " + dtypeName(dtype) +
+                  shapeToString(t.shape_) + " which needs " + std::to_string(t.nbytes_));
+  if (nbytes) std::memcpy(const_cast<void*>(t.data_), bytes, nbytes);
+  return t;
+}
+
+Tensor Tensor::view(DType dtype, Shape shape, const void* bytes, size_t nbytes, std::shared_ptr<const void> keepalive) {
+  Tensor t;
+  t.dtype_ = dtype;
+  t.shape_ = std::move(shape);
+  t.nbytes_ = nbytes;
+  t.data_ = bytes;
+  t.owner_ = std::move(keepalive);
+  t.is_view_ = true;
+  return t;
+}
+
+Tensor Tensor::fromFloats(Shape shape, const std::vector<float>& v) {
+  return fromBytes(DType::kFloat32, std::move(shape), v.data(), v.size() * sizeof(float));
+}
+
+Tensor Tensor::fromInt64s(Shape shape, const std::vector<int64_t>& v) {
+  return fromBytes(DType::kInt64, std::move(shape), v.data(), v.size() * sizeof(int64_t));
+}
+
+Tensor Tensor::fromStrings(Shape shape, std::vector<std::string> v) {
+  Tensor t;
+  t.dtype_ = DType::kString;
+  t.shape_ = std::move(shape);
+  t.strings_ = std::move(v);
+  return t;
+}
+
+void* Tensor::mutableData() {
+  if (dtype_ == DType::kString) throwInternal("mutableData() on a string tensor");
+  if (is_view_ || owner_.use_count() > 1) {
+    auto buf = allocBytes(nbytes_);
+    if (nbytes_) std::memcpy(buf.get(), data_, nbytes_);
+    data_ = buf.get();
+    owner_ = std::move(buf);
+    is_view_ = false;
+  }
+  return const_cast<void*>(data_);
+}
+
+Tensor Tensor::reshaped(Shape shape) const {
+  if (shapeNumel(shape) != numel())
+    throwInternal("reshape " + shapeToString(shape_) + " -> " + shapeToString(shape) + " changes the element count");
+  Tensor t = *this;
+  t.shape_ = std::move(shape);
+  return t;
+}
+
+float halfToFloat(uint16_t h) {
+  const uint32_t sign = (h & 0x8000u) << 16;
+  uint32_t exp = (h >> 10) & 0x1f;
+  uint32_t mant = h & 0x3ffu;
+  uint32_t bits;
+  if (exp == 0) {
+    if (mant == 0) {
+      bits = sign;
+    } else {  // subnormal: normalise
+      exp = 127 - 15 + 1;
+      while (!(mant & 0x400u)) { mant <<= 1; --exp; }
+      mant &= 0x3ffu;
+      bits = sign | (exp << 23) | (mant << 13);
+    }
+  } else if (exp == 31) {
+    bits = sign | 0x7f800000u | (mant << 13);
+  } else {
+    bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+uint16_t floatToHalf(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  const uint32_t sign = (x >> 16) & 0x8000u;
+  const uint32_t absx = x & 0x7fffffffu;
+  if (absx >= 0x7f800000u) return static_cast<uint16_t>(sign | 0x7c00u | (absx > 0x7f800000u ? 0x200u : 0));
+  if (absx >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // overflow to inf
+  if (absx < 0x38800000u) {  // half subnormal (or zero): value / 2^-24, rounded to nearest even
+    float a;
+    std::memcpy(&a, &absx, 4);
+    return static_cast<uint16_t>(sign | static_cast<uint32_t>(std::nearbyint(a * 16777216.0f)));
+  }
+  uint32_t h = ((absx - 0x38000000u) >> 13);
+  const uint32_t rem = absx & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (h & 1))) ++h;
+  return static_cast<uint16_t>(sign | h);
+}
+
+float bfloat16ToFloat(uint16_t h) {
+  const uint32_t bits = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+namespace {
+template <typename Out, typename Fn>
+std::vector<Out> convertAll(const Tensor& t, Fn&& fromDouble) {
+  const int64_t n = t.numel();
+  std::vector<Out> out(static_cast<size_t>(n));
+  const void* p = t.data();
+  for (int64_t i = 0; i < n; ++i) {
+    double v = 0;
+    switch (t.dtype()) {
+      case DType::kFloat32: v = static_cast<const float*>(p)[i]; break;
+      case DType::kFloat64: v = static_cast<const double*>(p)[i]; break;
+      case DType::kFloat16: v = halfToFloat(static_cast<const uint16_t*>(p)[i]); break;
+      case DType::kBFloat16: v = bfloat16ToFloat(static_cast<const uint16_t*>(p)[i]); break;
+      case DType::kInt8: v = static_cast<const int8_t*>(p)[i]; break;
+      case DType::kUInt8: case DType::kBool: v = static_cast<const uint8_t*>(p)[i]; break;
+      case DType::kInt16: v = static_cast<const int16_t*>(p)[i]; break;
+      case DType::kUInt16: v = static_cast<const uint16_t*>(p)[i]; break;
+      case DType::kInt32: v = static_cast<const int32_t*>(p)[i]; break;
+      case DType::kUInt32: v = static_cast<const uint32_t*>(p)[i]; break;
+      case DType::kInt64: {
+        // int64 -> int64 must not go through double.
+        if constexpr (std::is_same_v<Out, int64_t>) { out[static_cast<size_t>(i)] = static_cast<const int64_t*>(p)[i]; continue; }
+        v = static_cast<double>(static_cast<const int64_t*>(p)[i]);
+        break;
+      }
+      case DType::kUInt64: v = static_cast<double>(static_cast<const uint64_t*>(p)[i]); break;
+      case DType::kInt4: case DType::kUInt4: {
+        const uint8_t byte = static_cast<const uint8_t*>(p)[i / 2];
+        int nib = (i % 2) ? (byte >> 4) : (byte & 0xf);
+        if (t.dtype() == DType::kInt4 && nib >= 8) nib -= 16;
+        v = nib;
+        break;
+      }
+      default:
+        throwInternal("cannot convert a " + dtypeName(t.dtype()) + " tensor to numbers");
+    }
+    out[static_cast<size_t>(i)] = fromDouble(v);
+  }
+  return out;
+}
+}  // namespace
+
+std::vector<float> Tensor::toFloats() const {
+  if (dtype_ == DType::kFloat32) {
+    const float* p = data<float>();
+    return std::vector<float>(p, p + numel());
+  }
+  return convertAll<float>(*this, [](double v) { return static_cast<float>(v); });
+}
+
+std::vector<int64_t> Tensor::toInt64s() const {
+  if (dtypeIsFloat(dtype_)) throwInternal("toInt64s() on a " + dtypeName(dtype_) + " tensor");
+  return convertAll<int64_t>(*this, [](double v) { return static_cast<int64_t>(v); });
+}
+
+bool Tensor::sameAs(const Tensor& o) const {
+  if (dtype_ != o.dtype_ || shape_ != o.shape_) return false;
+  if (dtype_ == DType::kString) return strings_ == o.strings_;
+  return nbytes_ == o.nbytes_ && (nbytes_ == 0 || std::memcmp(data_, o.data_, nbytes_) == 0);
+}
+
+}  // namespace ptq::ir

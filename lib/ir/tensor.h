@@ -1,0 +1,73 @@
+// Tensor: dtype + shape + bytes. The bytes are either owned (a heap buffer) or a read-only view into
+// a memory-mapped external-data file; both are reference counted, so copying a Tensor is cheap and
+// shares the bytes. Mutation goes through mutableData(), which copies first when the bytes are shared
+// or mapped (copy-on-write), so a pass never writes into another tensor or into a mapped file.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lib/ir/dtype.h"
+
+namespace ptq::ir {
+
+using Shape = std::vector<int64_t>;
+
+int64_t shapeNumel(const Shape& s);
+std::string shapeToString(const Shape& s);
+
+class Tensor {
+ public:
+  Tensor() = default;
+  // Zero-filled owned tensor.
+  Tensor(DType dtype, Shape shape);
+  // Owned copy of `bytes` (must be dtypeStorageBytes(dtype, numel) long).
+  static Tensor fromBytes(DType dtype, Shape shape, const void* bytes, size_t nbytes);
+  // Non-owning view kept alive by `keepalive` (e.g. an mmap of an external-data file).
+  static Tensor view(DType dtype, Shape shape, const void* bytes, size_t nbytes, std::shared_ptr<const void> keepalive);
+  static Tensor fromFloats(Shape shape, const std::vector<float>& v);
+  static Tensor fromInt64s(Shape shape, const std::vector<int64_t>& v);
+  static Tensor fromStrings(Shape shape, std::vector<std::string> v);
+
+  DType dtype() const { return dtype_; }
+  const Shape& shape() const { return shape_; }
+  int64_t rank() const { return static_cast<int64_t>(shape_.size()); }
+  int64_t numel() const { return shapeNumel(shape_); }
+  size_t nbytes() const { return nbytes_; }
+  bool empty() const { return dtype_ == DType::kUndefined; }
+  bool isView() const { return is_view_; }
+
+  const void* data() const { return data_; }
+  template <typename T> const T* data() const { return static_cast<const T*>(data_); }
+  // Writable bytes; copies first when shared with another Tensor or a mapped file.
+  void* mutableData();
+  template <typename T> T* mutableData() { return static_cast<T*>(mutableData()); }
+
+  const std::vector<std::string>& strings() const { return strings_; }
+
+  // Same bytes, new shape (numel must match).
+  Tensor reshaped(Shape shape) const;
+  // Elements converted to float32 (float16/bfloat16/float64/integers/bool); throws for strings.
+  std::vector<float> toFloats() const;
+  // Elements converted to int64 (integer and bool types).
+  std::vector<int64_t> toInt64s() const;
+  // Bytewise equality of dtype, shape and contents.
+  bool sameAs(const Tensor& o) const;
+
+ private:
+  DType dtype_ = DType::kUndefined;
+  Shape shape_;
+  std::shared_ptr<const void> owner_;  // keeps data_ alive
+  const void* data_ = nullptr;
+  size_t nbytes_ = 0;
+  bool is_view_ = false;
+  std::vector<std::string> strings_;  // only for DType::kString
+};
+
+// float16 / bfloat16 conversions (round-to-nearest-even).
+float halfToFloat(uint16_t h);
+uint16_t floatToHalf(float f);
+float bfloat16ToFloat(uint16_t h);
+
+}  // namespace ptq::ir

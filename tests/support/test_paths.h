@@ -1,0 +1,43 @@
+// Where tests find things: the source tree, the zoo beside the checkout (may be absent), temp folders.
+#pragma once
+#include <cstdlib>
+#include <string>
+#include <sys/stat.h>
+
+namespace ptq::test {
+
+inline bool fileExists(const std::string& p) {
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0;
+}
+
+// ../shared/zoo beside the checkout, or $PTQ_ZOO. Empty when neither exists (a user's clone).
+inline std::string zooDir() {
+  if (const char* env = std::getenv("PTQ_ZOO")) return env;
+  const std::string d = std::string(PTQ_SOURCE_DIR) + "/../shared/zoo";
+  return fileExists(d + "/README.md") ? d : "";
+}
+
+inline std::string zooFile(const std::string& name) {
+  const std::string d = zooDir();
+  return d.empty() ? "" : d + "/" + name;
+}
+
+// A fresh empty folder under the build tree for one test.
+inline std::string tempDir(const std::string& name) {
+  const std::string d = std::string(PTQ_BINARY_DIR) + "/test-tmp/" + name;
+  std::string cmd = "rm -rf '" + d + "' && mkdir -p '" + d + "'";
+  if (std::system(cmd.c_str()) != 0) return "/tmp";
+  return d;
+}
+
+}  // namespace ptq::test
+
+// Skips the current test case (with a message) when the zoo is not there.
+#define PTQ_REQUIRE_ZOO()                                                         \
+  do {                                                                            \
+    if (::ptq::test::zooDir().empty()) {                                          \
+      WARN("skipped: ../shared/zoo not found (set PTQ_ZOO to run this test)");    \
+      return;                                                                     \
+    }                                                                             \
+  } while (0)
