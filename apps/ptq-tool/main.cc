@@ -1,1 +1,128 @@
-int main() { return 0; }
+// ptq-tool: the command line. Thin by design: parse flags into option structs and call the library
+// (lib/driver). Every failure becomes one message on stderr and a documented exit code (README.md).
+#include <cstdio>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "lib/driver/inspect.h"
+#include "lib/driver/quantize_job.h"
+#include "lib/pipeline/pass_registry.h"
+#include "lib/util/error.h"
+
+namespace {
+
+void setupLogging(const std::string& level, bool quiet) {
+  auto logger = spdlog::stderr_color_mt("ptq-tool");
+  logger->set_pattern("[%H:%M:%S.%e] [%^%l%$] %v");
+  spdlog::set_default_logger(logger);
+  if (quiet) {
+    spdlog::set_level(spdlog::level::err);
+    return;
+  }
+  spdlog::set_level(spdlog::level::from_str(level));
+}
+
+void printPasses() {
+  for (const auto& p : ptq::pipeline::passRegistry()) {
+    std::printf("%s\n    %s\n", p.name.c_str(), p.summary.c_str());
+    if (p.options.empty()) std::printf("    options: none\n");
+    for (const auto& o : p.options)
+      std::printf("    %s (%s, default %s): %s\n", o.name.c_str(), o.type.c_str(), o.default_value.c_str(), o.help.c_str());
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"ptq-tool: post-training quantization for ONNX models"};
+  app.set_version_flag("--version", std::string("ptq-tool ") + PTQ_VERSION);
+  app.require_subcommand(1);
+  app.fallthrough();  // global flags (-q, --log-level) may follow the subcommand
+  std::string log_level = "info";
+  bool quiet = false;
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  app.add_flag("-q,--quiet", quiet, "Only print errors");
+
+  // quantize
+  ptq::driver::QuantizeOptions q;
+  std::string format;
+  uint64_t seed = 0;
+  auto* quantize = app.add_subcommand("quantize", "Quantize a model with a config (file or preset name)");
+  quantize->add_option("model", q.model_path, "Input .onnx model")->required();
+  quantize->add_option("-c,--config", q.config_path, "Config JSON file or preset name (w8a16, w4a16, ...)")->required();
+  quantize->add_option("-o,--output", q.output_path, "Output file")->required();
+  auto* format_opt = quantize->add_option("-f,--format", format, "Output form: qdq | matmulnbits (overrides the config)")
+                         ->check(CLI::IsMember({"qdq", "matmulnbits", "packed"}));
+  quantize->add_option("--report", q.report_path, "Write a JSON report of every layer's decision and error");
+  quantize->add_option("-j,--threads", q.threads, "Worker threads (0 = all cores)")->check(CLI::Range(0, 4096));
+  auto* seed_opt = quantize->add_option("--seed", seed, "Random seed (overrides the config)");
+  quantize->add_flag("--verify-each", q.verify_each, "Check the IR after every pass");
+  quantize->add_flag("--external-data", q.external_data, "Write weights to OUTPUT.data beside the model");
+  quantize->add_option("--accuracy-level", q.accuracy_level, "MatMulNBits accuracy_level (0 = unset, 4 = int8 compute)")
+      ->check(CLI::IsMember({0, 1, 2, 3, 4}));
+
+  // inspect
+  std::string inspect_model;
+  bool inspect_json = false;
+  auto* inspect = app.add_subcommand("inspect", "Describe a model: ops, parameters, quantizable layers");
+  inspect->add_option("model", inspect_model, "Input .onnx model")->required();
+  inspect->add_flag("--json", inspect_json, "Machine-readable output");
+
+  std::string convert_in, convert_out;
+  bool convert_external = false;
+  auto* convert = app.add_subcommand("convert", "Re-write a model unchanged (e.g. weights to external data)");
+  convert->add_option("model", convert_in, "Input .onnx model")->required();
+  convert->add_option("-o,--output", convert_out, "Output file")->required();
+  convert->add_flag("--external-data", convert_external, "Write weights to OUTPUT.data beside the model");
+
+  auto* passes = app.add_subcommand("passes", "List the passes a config's pipeline can name, with their options");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return static_cast<int>(ptq::ExitCode::kUsage);
+  }
+  setupLogging(log_level, quiet);
+
+  try {
+    if (*quantize) {
+      if (*format_opt) q.format = ptq::pipeline::parseOutputFormat(format, "--format");
+      if (*seed_opt) q.seed = seed;
+      auto report = ptq::driver::runQuantize(q);
+      int64_t quantized = 0, before = 0, after = 0;
+      for (const auto& l : report.layers)
+        if (l.bits) {
+          ++quantized;
+          before += l.bytes_before;
+          after += l.bytes_after;
+        }
+      spdlog::info("quantized {} of {} layers: weights {:.2f} MB -> {:.2f} MB; wrote {} ({:.2f} MB) in {:.2f} s", quantized,
+                   report.layers.size(), before / 1e6, after / 1e6, q.output_path, report.output_bytes / 1e6, report.seconds);
+      for (const auto& w : report.warnings) spdlog::warn("{}", w);
+    } else if (*inspect) {
+      std::cout << ptq::driver::inspectModel(inspect_model, inspect_json) << std::endl;
+    } else if (*convert) {
+      ptq::driver::convertModel(convert_in, convert_out, convert_external);
+    } else if (*passes) {
+      printPasses();
+    }
+  } catch (const ptq::Error& e) {
+    spdlog::error("{}", e.what());
+    return static_cast<int>(e.code());
+  } catch (const std::exception& e) {
+    spdlog::error("internal error: {}", e.what());
+    return static_cast<int>(ptq::ExitCode::kInternal);
+  }
+  return 0;
+}

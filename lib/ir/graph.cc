@@ -168,6 +168,22 @@ void Graph::eraseNode(Node* n) {
   nodes_.erase(findNode(n));
 }
 
+Node* Graph::replaceNode(Node* old, const std::string& op_type, const std::vector<Value*>& inputs,
+                         const std::string& domain) {
+  Node* n = addNodeWithOutputs(op_type, inputs, {}, old->name, domain, old);
+  for (size_t i = 0; i < old->outputs_.size(); ++i) {
+    Value* out = old->outputs_[i];
+    if (out) {
+      out->producer_ = n;
+      out->producer_index_ = static_cast<int>(i);
+    }
+    n->outputs_.push_back(out);
+  }
+  old->outputs_.clear();
+  eraseNode(old);
+  return n;
+}
+
 void Graph::replaceAllUses(Value* from, Value* to) {
   const auto uses = from->uses_;  // copy: setInput edits the list
   for (const auto& u : uses) u.node->setInput(static_cast<size_t>(u.index), to);

@@ -38,25 +38,30 @@ struct Dim {
   bool known() const { return value >= 0; }
 };
 
-// Quantized form of a weight, attached by a quantization pass and lowered by a writer
-// (QDQ, MatMulNBits or the packed file). Codes are stored one per byte (int8 or uint8 tensor with
-// the weight's shape) regardless of `bits`; writers pack them.
+// Quantized form of a weight, attached by a quantization pass (rtn, gptq, ...) and lowered by a
+// writer (DequantizeLinear, MatMulNBits or the packed file). Codes are one per byte (int8 or uint8
+// tensor with the weight's shape) whatever `bits` is; writers pack them.
 //   value = (code - zero_point) * scale
-// Scales/zero points have the weight's shape with `axis` divided into ceil(len/block_size) blocks
-// (block_size == dim(axis) means one block: per-channel along the other axes). Per-tensor is
-// block_size == numel with a scalar scale... expressed as axis = -1.
+// The granularities are exactly ONNX DequantizeLinear's forms:
+//   kPerTensor:  scales shape [] (scalar).
+//   kPerChannel: `axis` is the channel axis; scales shape [dim(axis)].
+//   kBlocked:    `axis` is the blocked (reduction) axis; scales have the weight's shape with
+//                dim(axis) replaced by ceil(dim(axis) / block_size).
 struct QuantizedWeight {
+  enum class Granularity { kPerTensor, kPerChannel, kBlocked };
   int bits = 8;            // 2..8
-  bool is_signed = true;   // codes in [-2^(b-1), 2^(b-1)-1] vs [0, 2^b-1]
-  bool symmetric = true;   // zero point fixed (0 signed, 2^(b-1) unsigned) and omitted when possible
-  int64_t axis = -1;       // the axis that is split into blocks; -1 = per-tensor
-  int64_t block_size = 0;  // block length along `axis`
-  Tensor codes;            // int8/uint8, weight shape
+  bool is_signed = true;   // codes in [-2^(b-1), 2^(b-1)-1] (int8 bytes) vs [0, 2^b-1] (uint8 bytes)
+  bool symmetric = true;   // zero point fixed (0 signed, 2^(b-1) unsigned); zero_points may be omitted
+  Granularity granularity = Granularity::kPerChannel;
+  int64_t axis = 0;
+  int64_t block_size = 0;  // kBlocked only
+  Tensor codes;            // int8 / uint8, the weight's shape
   Tensor scales;           // float32
-  Tensor zero_points;      // int8/uint8 like codes, same shape as scales; empty when symmetric
-  // Figures for the report.
+  Tensor zero_points;      // int8 / uint8 like codes, scales' shape
+  // Error figures of the dequantized weight against the float one, for the report.
   double mse = 0;
   double sqnr_db = 0;
+  std::string method;      // "rtn", "gptq", ...
 };
 
 // Activation quantization parameters for a value (per-tensor or per-axis), attached by the qdq pass.
@@ -191,8 +196,11 @@ class Graph {
   Node* addNodeWithOutputs(const std::string& op_type, const std::vector<Value*>& inputs,
                            const std::vector<Value*>& outputs, const std::string& name = "",
                            const std::string& domain = "", Node* before = nullptr);
-  // Removes a node; its outputs must have no uses (or pass erase_outputs=false to keep them as orphans).
+  // Removes a node. Its output values stay (without a producer); erase them or give them a new one.
   void eraseNode(Node* n);
+  // Puts a new node in `old`'s place that produces `old`'s output values, and removes `old`.
+  Node* replaceNode(Node* old, const std::string& op_type, const std::vector<Value*>& inputs,
+                    const std::string& domain = "");
   // Replaces every use of `from` (including graph outputs) with `to`.
   void replaceAllUses(Value* from, Value* to);
   // Node order (kept topological by the reader; passes that insert must respect it).

@@ -1,0 +1,36 @@
+// `ptq-tool quantize` as a library call: load, run the config's passes, lower, write, report.
+// The CLI only fills QuantizeOptions; tests call runQuantize directly.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "lib/pipeline/config.h"
+#include "lib/pipeline/report.h"
+
+namespace ptq::driver {
+
+struct QuantizeOptions {
+  std::string model_path;
+  std::string config_path;            // a file, or a preset name from configs/ ("w4a16")
+  std::string output_path;
+  std::optional<pipeline::OutputFormat> format;  // overrides the config's "format"
+  std::string report_path;            // empty = no report file
+  int threads = 0;                    // 0 = OpenMP default
+  std::optional<uint64_t> seed;       // overrides the config's "seed"
+  bool verify_each = false;
+  bool external_data = false;         // force model.onnx + model.onnx.data
+  int64_t accuracy_level = 0;         // MatMulNBits accuracy_level
+};
+
+// Throws ptq::Error with the exit code the CLI returns. Writes nothing unless it succeeds.
+pipeline::Report runQuantize(const QuantizeOptions& opts);
+
+// `ptq-tool convert`: load and write a model unchanged (e.g. to move weights into external data).
+void convertModel(const std::string& in, const std::string& out, bool external_data);
+
+// Resolves a --config argument: an existing file, else configs/<name>.json beside the executable's
+// source tree or install prefix. Throws kUsage listing the presets when neither exists.
+std::string resolveConfigPath(const std::string& arg);
+
+}  // namespace ptq::driver

@@ -1,0 +1,294 @@
+#include "lib/pipeline/config.h"
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "lib/pipeline/pass_registry.h"
+#include "lib/util/error.h"
+
+namespace ptq::pipeline {
+
+using nlohmann::json;
+
+std::string granularityName(Granularity g) {
+  switch (g) {
+    case Granularity::kPerTensor: return "tensor";
+    case Granularity::kPerChannel: return "channel";
+    case Granularity::kPerGroup: return "group";
+  }
+  return "?";
+}
+
+std::string outputFormatName(OutputFormat f) {
+  switch (f) {
+    case OutputFormat::kQdq: return "qdq";
+    case OutputFormat::kMatMulNBits: return "matmulnbits";
+    case OutputFormat::kPacked: return "packed";
+  }
+  return "?";
+}
+
+OutputFormat parseOutputFormat(const std::string& s, const std::string& what) {
+  if (s == "qdq") return OutputFormat::kQdq;
+  if (s == "matmulnbits") return OutputFormat::kMatMulNBits;
+  if (s == "packed") return OutputFormat::kPacked;
+  throwUsage(what + ": '" + s + "' is not an output format (qdq, matmulnbits, packed)");
+}
+
+bool globMatch(const std::string& p, const std::string& t) {
+  // Iterative matcher with backtracking on the last '*'.
+  size_t pi = 0, ti = 0, star = std::string::npos, mark = 0;
+  while (ti < t.size()) {
+    if (pi < p.size() && (p[pi] == '?' || p[pi] == t[ti])) {
+      ++pi;
+      ++ti;
+    } else if (pi < p.size() && p[pi] == '*') {
+      star = pi++;
+      mark = ti;
+    } else if (star != std::string::npos) {
+      pi = star + 1;
+      ti = ++mark;
+    } else {
+      return false;
+    }
+  }
+  while (pi < p.size() && p[pi] == '*') ++pi;
+  return pi == p.size();
+}
+
+namespace {
+
+// Walks a JSON object, handing out typed fields and remembering which keys were read, so that
+// any key left over is reported as unknown.
+class ObjectReader {
+ public:
+  ObjectReader(const json& j, std::string source, std::string path) : j_(j), source_(std::move(source)), path_(std::move(path)) {
+    if (!j_.is_object()) fail("", "must be an object");
+  }
+  ~ObjectReader() noexcept(false) {
+    if (std::uncaught_exceptions()) return;
+    for (auto it = j_.begin(); it != j_.end(); ++it)
+      if (!read_.count(it.key())) fail(it.key(), "unknown key" + hint());
+  }
+  bool has(const std::string& k) { read_.insert(k); return j_.contains(k) && !j_.at(k).is_null(); }
+  const json& raw(const std::string& k) { read_.insert(k); return j_.at(k); }
+
+  int64_t integer(const std::string& k, int64_t lo, int64_t hi) {
+    const json& v = raw(k);
+    if (!v.is_number_integer()) fail(k, "must be an integer, got " + v.dump());
+    const int64_t x = v.get<int64_t>();
+    if (x < lo || x > hi) fail(k, std::to_string(x) + " is out of range " + std::to_string(lo) + ".." + std::to_string(hi));
+    return x;
+  }
+  bool boolean(const std::string& k) {
+    const json& v = raw(k);
+    if (!v.is_boolean()) fail(k, "must be true or false, got " + v.dump());
+    return v.get<bool>();
+  }
+  std::string string(const std::string& k) {
+    const json& v = raw(k);
+    if (!v.is_string()) fail(k, "must be a string, got " + v.dump());
+    return v.get<std::string>();
+  }
+  std::string choice(const std::string& k, const std::vector<std::string>& allowed) {
+    std::string s = string(k);
+    for (const auto& a : allowed)
+      if (a == s) return s;
+    std::string list;
+    for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+    fail(k, "'" + s + "' is not one of: " + list);
+  }
+  std::vector<std::string> strings(const std::string& k) {
+    const json& v = raw(k);
+    if (!v.is_array()) fail(k, "must be an array of strings");
+    std::vector<std::string> out;
+    for (const auto& e : v) {
+      if (!e.is_string()) fail(k, "must be an array of strings, has " + e.dump());
+      out.push_back(e.get<std::string>());
+    }
+    return out;
+  }
+  std::string key(const std::string& k) const { return path_.empty() ? k : path_ + "." + k; }
+  [[noreturn]] void fail(const std::string& k, const std::string& msg) const {
+    throwUsage(source_ + ": " + (k.empty() ? (path_.empty() ? "config" : path_) : key(k)) + ": " + msg);
+  }
+  void setHint(std::string h) { hint_ = std::move(h); }
+
+ private:
+  std::string hint() const { return hint_.empty() ? "" : " (known keys: " + hint_ + ")"; }
+  const json& j_;
+  std::string source_;
+  std::string path_;
+  std::set<std::string> read_;
+  std::string hint_;
+};
+
+Granularity parseGranularity(ObjectReader& r, const std::string& k) {
+  const std::string g = r.choice(k, {"tensor", "channel", "group"});
+  return g == "tensor" ? Granularity::kPerTensor : g == "channel" ? Granularity::kPerChannel : Granularity::kPerGroup;
+}
+
+ClipSearch parseClip(ObjectReader& r, const std::string& k) {
+  return r.choice(k, {"none", "mse"}) == "mse" ? ClipSearch::kMse : ClipSearch::kNone;
+}
+
+void readWeights(const json& j, const std::string& source, const std::string& path, WeightSettings& w) {
+  ObjectReader r(j, source, path);
+  r.setHint("bits, symmetric, granularity, group_size, clip_search");
+  if (r.has("bits")) w.bits = static_cast<int>(r.integer("bits", 2, 8));
+  if (r.has("symmetric")) w.symmetric = r.boolean("symmetric");
+  if (r.has("granularity")) w.granularity = parseGranularity(r, "granularity");
+  if (r.has("group_size")) w.group_size = r.integer("group_size", 16, 256);
+  if (r.has("clip_search")) w.clip_search = parseClip(r, "clip_search");
+}
+
+void readOverride(const json& j, const std::string& source, const std::string& path, LayerOverride& o) {
+  ObjectReader r(j, source, path);
+  r.setHint("match, op_type, skip, weights");
+  if (!r.has("match")) r.fail("match", "is required (a glob over node or weight names)");
+  o.match = r.string("match");
+  if (r.has("op_type")) o.op_type = r.string("op_type");
+  if (r.has("skip")) o.skip = r.boolean("skip");
+  if (r.has("weights")) {
+    ObjectReader w(r.raw("weights"), source, r.key("weights"));
+    w.setHint("bits, symmetric, granularity, group_size, clip_search");
+    if (w.has("bits")) o.bits = static_cast<int>(w.integer("bits", 2, 8));
+    if (w.has("symmetric")) o.symmetric = w.boolean("symmetric");
+    if (w.has("granularity")) o.granularity = parseGranularity(w, "granularity");
+    if (w.has("group_size")) o.group_size = w.integer("group_size", 16, 256);
+    if (w.has("clip_search")) o.clip_search = parseClip(w, "clip_search");
+  }
+}
+
+}  // namespace
+
+QuantConfig parseConfig(const std::string& text, const std::string& source) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::parse_error& e) {
+    throwUsage(source + ": not valid JSON: " + e.what());
+  }
+  QuantConfig c;
+  c.source = source;
+  ObjectReader r(j, source, "");
+  r.setHint("name, description, format, seed, pipeline, weights, layers, overrides, passes");
+  if (r.has("name")) c.name = r.string("name");
+  if (r.has("description")) c.description = r.string("description");
+  if (r.has("format")) c.format = parseOutputFormat(r.string("format"), source + ": format");
+  if (r.has("seed")) c.seed = static_cast<uint64_t>(r.integer("seed", 0, INT64_MAX));
+  if (r.has("pipeline")) {
+    c.pipeline = r.strings("pipeline");
+    if (c.pipeline.empty()) r.fail("pipeline", "must name at least one pass");
+    for (const auto& p : c.pipeline)
+      if (!findPass(p)) r.fail("pipeline", "unknown pass '" + p + "' (see `ptq-tool passes`)");
+  }
+  if (r.has("weights")) readWeights(r.raw("weights"), source, "weights", c.weights);
+  if (r.has("layers")) {
+    ObjectReader l(r.raw("layers"), source, "layers");
+    l.setHint("op_types, quantize_embeddings, skip, min_elements");
+    if (l.has("op_types")) {
+      c.layers.op_types = l.strings("op_types");
+      for (const auto& op : c.layers.op_types)
+        if (op != "MatMul" && op != "Gemm" && op != "Conv" && op != "Gather")
+          l.fail("op_types", "'" + op + "' is not a quantizable op type (MatMul, Gemm, Conv, Gather)");
+    }
+    if (l.has("quantize_embeddings")) c.layers.quantize_embeddings = l.boolean("quantize_embeddings");
+    if (l.has("skip")) c.layers.skip = l.strings("skip");
+    if (l.has("min_elements")) c.layers.min_elements = l.integer("min_elements", 0, INT64_MAX);
+  }
+  if (r.has("overrides")) {
+    const json& arr = r.raw("overrides");
+    if (!arr.is_array()) r.fail("overrides", "must be an array of objects");
+    for (size_t i = 0; i < arr.size(); ++i) {
+      LayerOverride o;
+      readOverride(arr[i], source, "overrides[" + std::to_string(i) + "]", o);
+      c.overrides.push_back(std::move(o));
+    }
+  }
+  if (r.has("passes")) {
+    const json& p = r.raw("passes");
+    if (!p.is_object()) r.fail("passes", "must be an object keyed by pass name");
+    for (auto it = p.begin(); it != p.end(); ++it) {
+      const PassInfo* info = findPass(it.key());
+      if (!info) r.fail("passes." + it.key(), "unknown pass (see `ptq-tool passes`)");
+      validatePassOptions(*info, it.value(), source + ": passes." + it.key());
+      c.pass_options.emplace_back(it.key(), it.value().dump());
+    }
+  }
+  if (c.weights.granularity == Granularity::kPerGroup && c.weights.group_size <= 0)
+    r.fail("weights.group_size", "is required for granularity 'group'");
+  return c;
+}
+
+QuantConfig loadConfig(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) throwUsage(path + ": cannot open config file");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return parseConfig(ss.str(), path);
+}
+
+std::optional<WeightSettings> QuantConfig::settingsFor(const std::string& node_name, const std::string& weight_name,
+                                                       const std::string& op_type) const {
+  for (const auto& pat : layers.skip)
+    if (globMatch(pat, node_name) || globMatch(pat, weight_name)) return std::nullopt;
+  WeightSettings s = weights;
+  for (const auto& o : overrides) {
+    if (!o.op_type.empty() && o.op_type != op_type) continue;
+    if (!globMatch(o.match, node_name) && !globMatch(o.match, weight_name)) continue;
+    if (o.skip) return std::nullopt;
+    if (o.bits) s.bits = *o.bits;
+    if (o.symmetric) s.symmetric = *o.symmetric;
+    if (o.granularity) s.granularity = *o.granularity;
+    if (o.group_size) s.group_size = *o.group_size;
+    if (o.clip_search) s.clip_search = *o.clip_search;
+  }
+  return s;
+}
+
+std::string QuantConfig::passOptionsJson(const std::string& pass) const {
+  for (const auto& [n, j] : pass_options)
+    if (n == pass) return j;
+  return "{}";
+}
+
+std::string configToJson(const QuantConfig& c) {
+  auto weightsJson = [](const WeightSettings& w) {
+    return json{{"bits", w.bits}, {"symmetric", w.symmetric}, {"granularity", granularityName(w.granularity)},
+                {"group_size", w.group_size}, {"clip_search", w.clip_search == ClipSearch::kMse ? "mse" : "none"}};
+  };
+  json j;
+  j["name"] = c.name;
+  if (!c.description.empty()) j["description"] = c.description;
+  j["format"] = outputFormatName(c.format);
+  j["seed"] = c.seed;
+  j["pipeline"] = c.pipeline;
+  j["weights"] = weightsJson(c.weights);
+  j["layers"] = {{"op_types", c.layers.op_types}, {"quantize_embeddings", c.layers.quantize_embeddings},
+                 {"skip", c.layers.skip}, {"min_elements", c.layers.min_elements}};
+  json ov = json::array();
+  for (const auto& o : c.overrides) {
+    json e{{"match", o.match}};
+    if (!o.op_type.empty()) e["op_type"] = o.op_type;
+    if (o.skip) e["skip"] = true;
+    json w = json::object();
+    if (o.bits) w["bits"] = *o.bits;
+    if (o.symmetric) w["symmetric"] = *o.symmetric;
+    if (o.granularity) w["granularity"] = granularityName(*o.granularity);
+    if (o.group_size) w["group_size"] = *o.group_size;
+    if (o.clip_search) w["clip_search"] = *o.clip_search == ClipSearch::kMse ? "mse" : "none";
+    if (!w.empty()) e["weights"] = w;
+    ov.push_back(e);
+  }
+  j["overrides"] = ov;
+  json passes = json::object();
+  for (const auto& [n, t] : c.pass_options) passes[n] = json::parse(t);
+  j["passes"] = passes;
+  return j.dump();
+}
+
+}  // namespace ptq::pipeline

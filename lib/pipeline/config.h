@@ -1,0 +1,86 @@
+// The typed quantization config: JSON presets (configs/*.json) mapped onto plain structs.
+// Unknown keys, wrong types and out-of-range values are errors naming the file and the key path
+// (e.g. "configs/w4a16.json: weights.bits: 9 is out of range 2..8"). A key nobody reads is an error.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace ptq::pipeline {
+
+enum class Granularity { kPerTensor, kPerChannel, kPerGroup };
+enum class ClipSearch { kNone, kMse };
+enum class OutputFormat { kQdq, kMatMulNBits, kPacked };
+
+std::string granularityName(Granularity g);
+std::string outputFormatName(OutputFormat f);
+// Parses "qdq" | "matmulnbits" | "packed"; throws kUsage naming `what`.
+OutputFormat parseOutputFormat(const std::string& s, const std::string& what);
+
+// How one weight tensor is quantized.
+struct WeightSettings {
+  int bits = 8;                           // 2..8
+  bool symmetric = true;
+  Granularity granularity = Granularity::kPerChannel;
+  int64_t group_size = 128;               // 16..256 for kPerGroup
+  ClipSearch clip_search = ClipSearch::kNone;
+};
+
+// A per-layer override: applies to layers whose node name or weight name matches `match`
+// (glob: * and ?) and, when given, whose op type equals `op_type`. Later overrides win.
+struct LayerOverride {
+  std::string match = "*";
+  std::string op_type;                    // empty = any
+  bool skip = false;
+  // Fields given in the override's "weights" object; others come from the defaults.
+  std::optional<int> bits;
+  std::optional<bool> symmetric;
+  std::optional<Granularity> granularity;
+  std::optional<int64_t> group_size;
+  std::optional<ClipSearch> clip_search;
+};
+
+struct LayerSelection {
+  std::vector<std::string> op_types{"MatMul", "Gemm", "Conv"};  // also allowed: "Gather" (embeddings)
+  bool quantize_embeddings = false;       // adds "Gather" of constant tables
+  std::vector<std::string> skip;          // globs over node or weight names
+  int64_t min_elements = 0;               // leave smaller weights in float
+};
+
+struct PassSpec {
+  std::string name;
+  nlohmann::json* options = nullptr;      // owned by QuantConfig::pass_options_storage
+};
+
+struct QuantConfig {
+  std::string source;                     // file it came from ("<defaults>" otherwise)
+  std::string name;
+  std::string description;
+  OutputFormat format = OutputFormat::kQdq;
+  uint64_t seed = 0;
+  std::vector<std::string> pipeline{"rtn"};
+  WeightSettings weights;
+  LayerSelection layers;
+  std::vector<LayerOverride> overrides;
+  // Per-pass options: {"rtn": {...}}; validated against each pass's declared options.
+  std::vector<std::pair<std::string, std::string>> pass_options;  // pass name -> JSON text
+
+  // The effective settings for one layer, or nullopt when the layer is skipped.
+  std::optional<WeightSettings> settingsFor(const std::string& node_name, const std::string& weight_name,
+                                            const std::string& op_type) const;
+  std::string passOptionsJson(const std::string& pass) const;  // "{}" when none given
+};
+
+// Reads and validates a config file. Throws Error(kUsage) naming the file and key.
+QuantConfig loadConfig(const std::string& path);
+// Parses config JSON text (`source` names it in errors).
+QuantConfig parseConfig(const std::string& json_text, const std::string& source);
+// The config back as JSON (for the report and the packed file's provenance).
+std::string configToJson(const QuantConfig& c);
+// Glob match with * and ?.
+bool globMatch(const std::string& pattern, const std::string& text);
+
+}  // namespace ptq::pipeline

@@ -1,0 +1,54 @@
+// What a run did, for `--report report.json` and the end-of-run summary: one record per layer with
+// the decision and its error figures, one per pass with its counters, and warnings.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace ptq::pipeline {
+
+struct LayerRecord {
+  std::string node;
+  std::string op_type;
+  std::string weight;
+  std::vector<int64_t> shape;
+  std::string action;        // "quantized", "skipped: <why>"
+  int bits = 0;
+  std::string granularity;   // tensor | channel | group
+  int64_t group_size = 0;
+  bool symmetric = true;
+  double mse = 0;
+  double sqnr_db = 0;
+  int64_t bytes_before = 0;  // fp32 weight bytes
+  int64_t bytes_after = 0;   // packed codes + scales + zero points
+  std::string form;          // how it was written: DequantizeLinear, MatMulNBits, packed
+};
+
+struct PassRecord {
+  std::string name;
+  bool changed = false;
+  std::map<std::string, int64_t> counters;
+  double seconds = 0;
+};
+
+struct Report {
+  std::string tool_version;
+  std::string input;
+  std::string output;
+  std::string format;
+  std::string config_json;   // the effective config
+  uint64_t seed = 0;
+  int threads = 0;
+  std::vector<LayerRecord> layers;
+  std::vector<PassRecord> passes;
+  std::vector<std::string> warnings;
+  int64_t input_bytes = 0;   // size of the input model file(s)
+  int64_t output_bytes = 0;  // size of what was written
+  double seconds = 0;
+
+  LayerRecord* findLayer(const std::string& weight);
+  std::string toJson() const;
+};
+
+}  // namespace ptq::pipeline

@@ -1,0 +1,61 @@
+#include "passes/weight_quantizer.h"
+
+#include "lib/quant/tensor_quant.h"
+#include "lib/util/error.h"
+
+namespace ptq::passes {
+
+using pipeline::Granularity;
+using QW = ir::QuantizedWeight;
+
+std::shared_ptr<QW> quantizeWeight(const ir::Tensor& w, int64_t reduce_axis, int64_t channel_axis,
+                                   const pipeline::WeightSettings& s) {
+  quant::QuantOptions opts;
+  opts.grid.bits = s.bits;
+  opts.grid.symmetric = s.symmetric;
+  opts.grid.is_signed = s.symmetric;
+  opts.clip = s.clip_search == pipeline::ClipSearch::kMse ? quant::ClipSearch::kMse : quant::ClipSearch::kNone;
+
+  const ir::Shape& shape = w.shape();
+  const float* x = w.data<float>();
+  auto q = std::make_shared<QW>();
+  quant::QuantizedTensor qt;
+  switch (s.granularity) {
+    case Granularity::kPerTensor:
+      qt = quant::quantizeTensor(x, shape, quant::kPerTensor, 0, opts);
+      q->granularity = QW::Granularity::kPerTensor;
+      break;
+    case Granularity::kPerChannel: {
+      // One scale per output channel over everything else: view the weight as
+      // [channels, rest] when the channel axis is first, or [rest, channels] when last (2-D).
+      const int64_t channels = shape[static_cast<size_t>(channel_axis)];
+      const int64_t rest = w.numel() / channels;
+      if (channel_axis == 0) qt = quant::quantizeTensor(x, {channels, rest}, 1, rest, opts);
+      else if (channel_axis == static_cast<int64_t>(shape.size()) - 1) qt = quant::quantizeTensor(x, {rest, channels}, 0, rest, opts);
+      else throwInternal("per-channel quantization needs the channel axis first or last");
+      qt.shape = shape;
+      qt.scale_shape = {channels};
+      q->granularity = QW::Granularity::kPerChannel;
+      q->axis = channel_axis;
+      break;
+    }
+    case Granularity::kPerGroup:
+      qt = quant::quantizeTensor(x, shape, reduce_axis, s.group_size, opts);
+      q->granularity = QW::Granularity::kBlocked;
+      q->axis = reduce_axis;
+      q->block_size = s.group_size;
+      break;
+  }
+  q->bits = s.bits;
+  q->symmetric = s.symmetric;
+  q->is_signed = opts.grid.is_signed;
+  const ir::DType code_type = q->is_signed ? ir::DType::kInt8 : ir::DType::kUInt8;
+  q->codes = ir::Tensor::fromBytes(code_type, shape, qt.codes.data(), qt.codes.size());
+  q->scales = ir::Tensor::fromFloats(qt.scale_shape, qt.scales);
+  if (!s.symmetric) q->zero_points = ir::Tensor::fromBytes(code_type, qt.scale_shape, qt.zero_points.data(), qt.zero_points.size());
+  q->mse = qt.error.mse;
+  q->sqnr_db = qt.error.sqnr_db;
+  return q;
+}
+
+}  // namespace ptq::passes

