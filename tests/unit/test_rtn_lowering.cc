@@ -139,7 +139,8 @@ TEST_CASE("layers the config skips stay float and are reported with the reason",
 <ir_version: 8, opset_import: ["" : 17]>
 g (float[1, 4] x) => (float[1, 2] y)
 <float[4, 4] w1 = {1,0,0,0, 0,1,0,0, 0,0,1,0, 0,0,0,1}, float[4, 2] w2 = {1, 2, 3, 4, 5, 6, 7, 8}>
-{ h = MatMul<>(x, w1)  y = MatMul(h, w2) }
+{ h = MatMul(x, w1)
+  y = MatMul(h, w2) }
 )");
   auto report = quantize(m, R"({"layers": {"skip": ["w2"]}})", false);
   CHECK(m.graph->findValue("w2") != nullptr);
