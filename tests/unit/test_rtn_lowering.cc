@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <map>
 
 #include "formats/onnx/lower_weights.h"
 #include "formats/onnx/onnx_io.h"
@@ -154,4 +155,43 @@ g (float[1, 4] x) => (float[1, 2] y)
       CHECK(l.action == "skipped: excluded by config");
     }
   CHECK(saw_skip);
+}
+
+TEST_CASE("Gemm with transB, Conv and an embedding Gather get per-output-channel scales on the right axis", "[rtn][lowering]") {
+  ir::Model m = onnx_io::parseModelText(R"(
+<ir_version: 8, opset_import: ["" : 17]>
+g (int64[1, 2] ids, float[1, 2, 3, 3] img) => (float[1, 3] y, float[1, 2, 4] e, float[1, 3, 2, 2] c)
+<float[3, 4] wt = {1, 2, 3, 4,  -8, 0, 0, 0,  0.5, 0.5, 0.5, 0.5},
+ float[3, 2, 2, 2] wc = {1, 1, 1, 1, 1, 1, 1, 1,  2, 0, 0, 0, 0, 0, 0, -4,  1, 2, 3, 4, 5, 6, 7, 8},
+ float[5, 4] table = {1, 0, 0, 0, 0, 2, 0, 0, 0, 0, 3, 0, 0, 0, 0, 4, 5, 5, 5, -5}>
+{
+  e = Gather(table, ids)
+  flat = ReduceMean<axes = [1]>(e)
+  y = Gemm<transB = 1>(flat, wt)
+  c = Conv(img, wc)
+}
+)");
+  quantize(m, R"({"weights": {"bits": 8, "granularity": "channel"}, "layers": {"quantize_embeddings": true}})", false);
+  std::map<std::string, ir::Node*> dq_by_weight;
+  for (ir::Node* n : m.graph->nodes())
+    if (n->opType() == "DequantizeLinear") dq_by_weight[n->input(0)->name()] = n;
+  REQUIRE(dq_by_weight.size() == 3);
+  ir::Node* gemm_dq = dq_by_weight.at("wt_quantized");
+  CHECK(gemm_dq->attrInt("axis", -1) == 0);  // transB: [N, K], channels on axis 0
+  const float* s = gemm_dq->input(1)->initializer.data<float>();
+  CHECK(s[0] == Approx(4.0f / 127));
+  CHECK(s[1] == Approx(8.0f / 127));
+  CHECK(s[2] == Approx(0.5f / 127));
+  ir::Node* conv_dq = dq_by_weight.at("wc_quantized");
+  CHECK(conv_dq->attrInt("axis", -1) == 0);
+  REQUIRE(conv_dq->input(1)->initializer.shape() == ir::Shape{3});
+  CHECK(conv_dq->input(1)->initializer.data<float>()[1] == Approx(4.0f / 127));
+  // Conv channel 1 codes: 2 / (4/127) = 63.5 -> 64 (half to even), -4 -> -127.
+  const int8_t* cc = conv_dq->input(0)->initializer.data<int8_t>();
+  CHECK(cc[8] == 64);
+  CHECK(cc[15] == -127);
+  ir::Node* emb_dq = dq_by_weight.at("table_quantized");
+  CHECK(emb_dq->attrInt("axis", -1) == 0);  // one scale per token row
+  CHECK(emb_dq->input(1)->initializer.data<float>()[4] == Approx(5.0f / 127));
+  CHECK(emb_dq->output(0)->uses().at(0).node->opType() == "Gather");
 }

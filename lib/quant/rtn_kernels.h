@@ -1,0 +1,57 @@
+// Round-to-nearest (RTN) kernels over a row-major float matrix [rows, cols] whose rows are cut into
+// groups of `group` consecutive elements (the last group of a row may be shorter; group >= cols is
+// one group per row). No graph here: plain pointers and sizes.
+//
+// Every fast kernel has a scalar `...Ref` twin written as plain loops. The fast ones run OpenMP over
+// groups with static scheduling and vectorizable inner loops, and must give byte-identical output
+// to the reference at any thread count (tests check this), so:
+//  - both divide by the scale (no reciprocal) and round with nearbyint (half to even);
+//  - the clip search sums squared errors in kErrorLanes interleaved partial sums
+//    (element i goes to lane i % kErrorLanes) combined in one fixed order, which is the order the
+//    vectorized loop uses; a plain serial sum would not vectorize without -ffast-math;
+//  - each error is e = float(x - (code - zero) * scale) with the product taken in double, where it
+//    is exact, and e^2 is summed in double, where it is exact too. With no inexact product left,
+//    FMA contraction (-march with FMA, gcc's default -ffp-contract=fast) cannot change a result.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "lib/quant/grid.h"
+
+namespace ptq::quant {
+
+inline constexpr int kErrorLanes = 8;
+
+struct QuantizedRows {
+  std::vector<uint8_t> codes;        // [rows, cols], one code per byte (see grid.h for signed bytes)
+  std::vector<float> scales;         // [rows, groups_per_row]
+  std::vector<uint8_t> zero_points;  // [rows, groups_per_row], same byte convention as codes
+  int64_t rows = 0;
+  int64_t cols = 0;
+  int64_t group = 0;
+  int64_t groups_per_row = 0;  // ceil(cols / group)
+  GridSpec grid;               // needed to read the bytes back (signed or not)
+};
+
+// Parameters for one group of n >= 1 values, including the clip search of `opts`.
+// Throws ptq::Error (input) naming the index of a NaN/Inf value.
+GroupParams fitGroupRef(const float* x, int64_t n, const QuantOptions& opts);
+GroupParams fitGroup(const float* x, int64_t n, const QuantOptions& opts);
+
+// Sum of (x - x^)^2 over n values under p, computed as described above: the quantity the clip
+// search minimizes (also what a sensitivity measure like HAWQ's ||Q(W) - W||^2 needs).
+double groupSquaredErrorRef(const float* x, int64_t n, const GroupParams& p, const GridSpec& g);
+double groupSquaredError(const float* x, int64_t n, const GroupParams& p, const GridSpec& g);
+
+// Quantize x [rows, cols]. Throws ptq::Error (input) naming the row and column of the first
+// NaN/Inf in row-major order, (usage) for bad sizes or options.
+QuantizedRows quantizeRowsRef(const float* x, int64_t rows, int64_t cols, int64_t group,
+                              const QuantOptions& opts);
+QuantizedRows quantizeRows(const float* x, int64_t rows, int64_t cols, int64_t group,
+                           const QuantOptions& opts);
+
+// out [rows, cols] = (code - zero) * scale.
+void dequantizeRowsRef(const QuantizedRows& q, float* out);
+void dequantizeRows(const QuantizedRows& q, float* out);
+
+}  // namespace ptq::quant

@@ -1,0 +1,195 @@
+// Tensor quantization: ONNX blocked layout for every axis of a 3-D tensor against a brute-force
+// gather through fitGroupRef, a hand-computed per-channel case with its error figures, and errors.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "lib/quant/tensor_quant.h"
+#include "lib/quant/rtn_kernels.h"
+#include "lib/util/error.h"
+
+using namespace ptq::quant;
+
+namespace {
+
+std::vector<float> randomTensor(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> x(n);
+  for (float& v : x) v = normal(rng);
+  x[n / 2] = 9.0f;  // an outlier in one group
+  return x;
+}
+
+// Checks q against groups gathered by hand: for every scale position, the elements sharing it in
+// increasing order along the axis (the order quantizeRows sees them in).
+void checkAgainstGather(const float* x, const std::vector<int64_t>& shape, int64_t axis, int64_t block,
+                        const QuantOptions& o, const QuantizedTensor& q) {
+  const int64_t numel = shape[0] * shape[1] * shape[2];
+  std::vector<int> covered(static_cast<size_t>(numel), 0);
+  std::vector<float> expect_deq(static_cast<size_t>(numel));
+  const std::vector<int64_t>& ss = q.scale_shape;
+  const int64_t nscales = axis == kPerTensor ? 1 : ss[0] * ss[1] * ss[2];
+  REQUIRE(q.scales.size() == static_cast<size_t>(nscales));
+  for (int64_t f = 0; f < nscales; ++f) {
+    std::vector<int64_t> pos;
+    if (axis == kPerTensor) {
+      for (int64_t i = 0; i < numel; ++i) pos.push_back(i);
+    } else {
+      const int64_t s[3] = {f / (ss[1] * ss[2]), f / ss[2] % ss[1], f % ss[2]};
+      int64_t i[3] = {s[0], s[1], s[2]};
+      for (int64_t k = s[axis] * block; k < std::min((s[axis] + 1) * block, shape[axis]); ++k) {
+        i[axis] = k;
+        pos.push_back((i[0] * shape[1] + i[1]) * shape[2] + i[2]);
+      }
+    }
+    std::vector<float> values;
+    for (int64_t p : pos) values.push_back(x[p]);
+    const GroupParams p = fitGroupRef(values.data(), static_cast<int64_t>(values.size()), o);
+    REQUIRE(q.scales[f] == p.scale);
+    REQUIRE(q.zero_points[f] == toByte(p.zero));
+    for (int64_t i : pos) {
+      REQUIRE(q.codes[i] == toByte(quantizeValue(x[i], p, o.grid)));
+      expect_deq[i] = dequantizeValue(quantizeValue(x[i], p, o.grid), p);
+      ++covered[i];
+    }
+  }
+  REQUIRE(std::all_of(covered.begin(), covered.end(), [](int c) { return c == 1; }));
+  REQUIRE(dequantizeTensor(q) == expect_deq);
+  double noise = 0;
+  for (int64_t i = 0; i < numel; ++i) noise += (double(x[i]) - expect_deq[i]) * (double(x[i]) - expect_deq[i]);
+  CHECK(q.error.mse == Approx(noise / double(numel)));
+}
+
+std::string errorText(const std::function<void()>& f, ptq::ExitCode* code = nullptr) {
+  try {
+    f();
+  } catch (const ptq::Error& e) {
+    if (code) *code = e.code();
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("3-D tensor blocked along each axis matches a brute-force gather", "[quant][tensor]") {
+  const std::vector<int64_t> shape{3, 5, 7};
+  const std::vector<float> x = randomTensor(3 * 5 * 7, 5);
+  struct Case {
+    int64_t axis, block;
+    std::vector<int64_t> scale_shape;
+  };
+  const std::vector<Case> cases{
+      {0, 2, {2, 5, 7}},  // 2 blocks, the last one short
+      {0, 3, {1, 5, 7}},  // per-channel over (5, 7)
+      {1, 2, {3, 3, 7}},  {1, 5, {3, 1, 7}}, {1, 64, {3, 1, 7}},  // block > dim is one block
+      {2, 4, {3, 5, 2}},  {2, 7, {3, 5, 1}}, {kPerTensor, 0, {}},
+  };
+  for (const Case& c : cases) {
+    for (bool symmetric : {true, false}) {
+      for (ClipSearch clip : {ClipSearch::kNone, ClipSearch::kMse}) {
+        QuantOptions o;
+        o.grid = GridSpec{3, symmetric, !symmetric};
+        o.clip = clip;
+        INFO("axis " << c.axis << " block " << c.block << " sym " << symmetric);
+        const QuantizedTensor q = quantizeTensor(x.data(), shape, c.axis, c.block, o);
+        CHECK(q.shape == shape);
+        CHECK(q.scale_shape == c.scale_shape);
+        CHECK(q.codes.size() == x.size());
+        checkAgainstGather(x.data(), shape, c.axis, c.block, o, q);
+      }
+    }
+  }
+}
+
+TEST_CASE("per-channel 4-bit on a 2x3 matrix, by hand", "[quant][tensor]") {
+  // Axis 0 in one block: one scale per column. col0 amax 7 -> s 1: {7, -3.5 -> -4};
+  // col1 amax 14 -> s 2: {-1.75 -> -2, 7}; col2 all zero -> s 1: {0, 0}.
+  const std::vector<float> x{7.0f, -3.5f, 0.0f, -3.5f, 14.0f, 0.0f};
+  QuantOptions o;
+  o.grid = GridSpec{4, true, true};
+  const QuantizedTensor q = quantizeTensor(x.data(), {2, 3}, 0, 2, o);
+  CHECK(q.scale_shape == std::vector<int64_t>{1, 3});
+  CHECK(q.scales == std::vector<float>{1.0f, 2.0f, 1.0f});
+  CHECK(q.zero_points == std::vector<uint8_t>{0, 0, 0});
+  CHECK(q.codes == std::vector<uint8_t>{7, 0xFE, 0, 0xFC, 7, 0});
+  CHECK(dequantizeTensor(q) == std::vector<float>{7.0f, -4.0f, 0.0f, -4.0f, 14.0f, 0.0f});
+  // Two errors of 0.5: sum 0.5, mse 0.5/6; signal 49 + 12.25 + 12.25 + 196 = 269.5;
+  // SQNR = 10 log10(269.5 / 0.5) = 10 log10(539) = 27.3159 dB.
+  CHECK(q.error.mse == Approx(0.5 / 6));
+  CHECK(q.error.max_abs == 0.5);
+  CHECK(q.error.sqnr_db == Approx(27.3159).epsilon(1e-5));
+  int64_t onnx_axis = -7;
+  CHECK(perAxisForm(q, &onnx_axis));
+  CHECK(onnx_axis == 1);
+  // Along axis 1 in one block: one scale per row, per-axis form on axis 0.
+  const QuantizedTensor r = quantizeTensor(x.data(), {2, 3}, 1, 3, o);
+  CHECK(r.scale_shape == std::vector<int64_t>{2, 1});
+  CHECK(r.scales == std::vector<float>{1.0f, 2.0f});
+  CHECK(perAxisForm(r, &onnx_axis));
+  CHECK(onnx_axis == 0);
+  // Real blocks, or two varying axes, have no per-axis form.
+  CHECK_FALSE(perAxisForm(quantizeTensor(x.data(), {2, 3}, 1, 2, o), &onnx_axis));
+  CHECK_FALSE(perAxisForm(quantizeTensor(x.data(), {1, 2, 3}, 0, 1, o), &onnx_axis));
+  CHECK(perAxisForm(quantizeTensor(x.data(), {2, 3, 1}, 1, 3, o), &onnx_axis));
+  CHECK(onnx_axis == 0);
+  CHECK_FALSE(perAxisForm(quantizeTensor(x.data(), {2, 3}, kPerTensor, 0, o), &onnx_axis));
+}
+
+TEST_CASE("error figures: exact reconstruction is capped at 200 dB", "[quant][tensor]") {
+  const std::vector<float> a{3.0f, 4.0f}, same{3.0f, 4.0f}, off{3.0f, 3.0f};
+  ErrorStats s = measureError(a.data(), same.data(), 2);
+  CHECK(s.mse == 0.0);
+  CHECK(s.sqnr_db == kMaxSqnrDb);
+  s = measureError(a.data(), off.data(), 2);
+  CHECK(s.mse == 0.5);
+  CHECK(s.max_abs == 1.0);
+  CHECK(s.sqnr_db == Approx(10 * std::log10(25.0)));
+  // A tensor on the grid (scale 1) quantizes exactly.
+  QuantOptions o;
+  o.grid = GridSpec{4, true, true};
+  const std::vector<float> x{7.0f, -3.0f, 0.0f, 1.0f};
+  CHECK(quantizeTensor(x.data(), {4}, kPerTensor, 0, o).error.sqnr_db == kMaxSqnrDb);
+}
+
+TEST_CASE("per-tensor of an empty tensor still has one scalar scale", "[quant][tensor]") {
+  QuantOptions o;
+  o.grid = GridSpec{4, false, false};
+  const QuantizedTensor q = quantizeTensor(nullptr, {0, 5}, kPerTensor, 0, o);
+  CHECK(q.scale_shape.empty());
+  CHECK(q.scales == std::vector<float>{1.0f});
+  CHECK(q.zero_points == std::vector<uint8_t>{0});
+  CHECK(dequantizeTensor(q).empty());
+  const QuantizedTensor b = quantizeTensor(nullptr, {0, 5}, 1, 2, o);
+  CHECK(b.scale_shape == std::vector<int64_t>{0, 3});
+  CHECK(b.scales.empty());
+}
+
+TEST_CASE("tensor errors name the axis, block size or the NaN's index", "[quant][tensor][error]") {
+  std::vector<float> x(3 * 5 * 7, 1.0f);
+  const std::vector<int64_t> shape{3, 5, 7};
+  QuantOptions o;
+  ptq::ExitCode code = ptq::ExitCode::kOk;
+  CHECK(errorText([&] { quantizeTensor(x.data(), shape, 3, 2, o); }, &code) ==
+        "quantizeTensor: axis 3 out of range for shape [3, 5, 7] (use kPerTensor = -1 for one group)");
+  CHECK(code == ptq::ExitCode::kUsage);
+  code = ptq::ExitCode::kOk;
+  errorText([&] { quantizeTensor(x.data(), shape, -2, 2, o); }, &code);
+  CHECK(code == ptq::ExitCode::kUsage);
+  CHECK(errorText([&] { quantizeTensor(x.data(), shape, 1, 0, o); }) ==
+        "quantizeTensor: block_size must be >= 1, got 0");
+  x[(1 * 5 + 2) * 7 + 3] = std::nanf("");
+  for (int64_t axis : {int64_t{0}, int64_t{1}, int64_t{2}, kPerTensor}) {
+    code = ptq::ExitCode::kOk;
+    CHECK(errorText([&] { quantizeTensor(x.data(), shape, axis, 2, o); }, &code) ==
+          "quantizeTensor: non-finite value NaN at index [1, 2, 3] of tensor [3, 5, 7]");
+    CHECK(code == ptq::ExitCode::kInput);
+  }
+}
