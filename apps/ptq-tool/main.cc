@@ -55,7 +55,7 @@ int main(int argc, char** argv) {
   quantize->add_option("model", q.model_path, "Input .onnx model")->required();
   quantize->add_option("-c,--config", q.config_path, "Config JSON file or preset name (w8a16, w4a16, ...)")->required();
   quantize->add_option("-o,--output", q.output_path, "Output file")->required();
-  auto* format_opt = quantize->add_option("-f,--format", format, "Output form: qdq | matmulnbits (overrides the config)")
+  auto* format_opt = quantize->add_option("-f,--format", format, "Output form: qdq | matmulnbits | packed (.ptq) (overrides the config)")
                          ->check(CLI::IsMember({"qdq", "matmulnbits", "packed"}));
   quantize->add_option("--report", q.report_path, "Write a JSON report of every layer's decision and error");
   quantize->add_option("-j,--threads", q.threads, "Worker threads (0 = all cores)")->check(CLI::Range(0, 4096));
@@ -68,7 +68,7 @@ int main(int argc, char** argv) {
   // inspect
   std::string inspect_model;
   bool inspect_json = false;
-  auto* inspect = app.add_subcommand("inspect", "Describe a model: ops, parameters, quantizable layers");
+  auto* inspect = app.add_subcommand("inspect", "Describe a model (ops, parameters, quantizable layers) or a .ptq file");
   inspect->add_option("model", inspect_model, "Input .onnx model")->required();
   inspect->add_flag("--json", inspect_json, "Machine-readable output");
 
@@ -78,6 +78,15 @@ int main(int argc, char** argv) {
   convert->add_option("model", convert_in, "Input .onnx model")->required();
   convert->add_option("-o,--output", convert_out, "Output file")->required();
   convert->add_flag("--external-data", convert_external, "Write weights to OUTPUT.data beside the model");
+
+  std::string unpack_in, unpack_out, unpack_format;
+  bool unpack_external = false;
+  auto* unpack = app.add_subcommand("unpack", "Turn a .ptq packed file back into runnable ONNX");
+  unpack->add_option("file", unpack_in, "Input .ptq file")->required();
+  unpack->add_option("-o,--output", unpack_out, "Output .onnx file")->required();
+  auto* unpack_format_opt = unpack->add_option("-f,--format", unpack_format, "qdq | matmulnbits (default: the form recorded in the file)")
+                                ->check(CLI::IsMember({"qdq", "matmulnbits"}));
+  unpack->add_flag("--external-data", unpack_external, "Write weights to OUTPUT.data beside the model");
 
   auto* passes = app.add_subcommand("passes", "List the passes a config's pipeline can name, with their options");
 
@@ -114,6 +123,10 @@ int main(int argc, char** argv) {
       std::cout << ptq::driver::inspectModel(inspect_model, inspect_json) << std::endl;
     } else if (*convert) {
       ptq::driver::convertModel(convert_in, convert_out, convert_external);
+    } else if (*unpack) {
+      std::optional<ptq::pipeline::OutputFormat> f;
+      if (*unpack_format_opt) f = ptq::pipeline::parseOutputFormat(unpack_format, "--format");
+      ptq::driver::unpackModel(unpack_in, unpack_out, f, unpack_external);
     } else if (*passes) {
       printPasses();
     }

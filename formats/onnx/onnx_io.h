@@ -1,6 +1,8 @@
 // ONNX <-> IR. The only place (with onnx_checker) that includes ONNX/protobuf headers.
 #pragma once
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 
 #include "lib/ir/graph.h"
@@ -19,6 +21,28 @@ struct LoadOptions {
 ir::Model loadModel(const std::string& path, const LoadOptions& opts = {});
 // Parses a model from bytes (tests; `what` names it in errors).
 ir::Model loadModelFromBytes(const std::string& bytes, const std::string& what);
+
+// --- hooks for container formats (the .ptq packer keeps its graph as an ONNX ModelProto) ---
+struct EmbeddedLoadOptions {
+  // Every external tensor is read from this file (whatever its location says), mapped read-only.
+  std::string external_data_file;
+  uint64_t external_data_base = 0;  // offsets in the graph are relative to this position of that file
+  // Called on the top-level graph after its initializers and inputs exist and before any node is
+  // read: the place to add initializers the bytes do not carry.
+  std::function<void(ir::Graph&)> add_initializers;
+};
+ir::Model loadEmbeddedModel(const std::string& bytes, const std::string& what, const EmbeddedLoadOptions& opts);
+
+// Where a container put an initializer's bytes; nullopt from the callback = leave the tensor out.
+struct TensorPlacement {
+  std::string location;
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
+using PlaceInitializer = std::function<std::optional<TensorPlacement>(const ir::Value&)>;
+// Serializes the model; each top-level initializer (incl. Constant-node weights) goes through
+// `place`: stored as external data at the returned placement, or omitted.
+std::string serializeModelWithPlacement(const ir::Model& model, const PlaceInitializer& place);
 // Parses the ONNX text format (onnx::OnnxParser), e.g. tests:
 //   <ir_version: 8, opset_import: ["" : 17]> g (float[2,3] x) => (float[2,3] y) { y = Relu(x) }
 ir::Model parseModelText(const std::string& text);

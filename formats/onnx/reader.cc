@@ -26,7 +26,9 @@ namespace {
 
 class GraphReader {
  public:
-  GraphReader(const std::string& file, ExternalDataResolver* resolver) : file_(file), resolver_(resolver) {}
+  GraphReader(const std::string& file, ExternalDataResolver* resolver,
+              std::function<void(Graph&)> add_initializers = nullptr)
+      : file_(file), resolver_(resolver), add_initializers_(std::move(add_initializers)) {}
 
   void read(onnx::GraphProto& gp, Graph& g) {
     g.name = gp.name();
@@ -50,6 +52,8 @@ class GraphReader {
       Value* v = g.addInput(vi.name(), DType::kUndefined, std::nullopt);
       applyValueInfo(vi, v);
     }
+
+    if (add_initializers_ && !g.parent) add_initializers_(g);
 
     // Constant nodes become initializers; every other node's outputs are created before any input is
     // resolved, so a file whose nodes are not topologically sorted still reads (and is sorted below).
@@ -208,6 +212,7 @@ class GraphReader {
 
   std::string file_;
   ExternalDataResolver* resolver_;
+  std::function<void(Graph&)> add_initializers_;
 };
 
 std::string dirOf(const std::string& path) {
@@ -216,7 +221,8 @@ std::string dirOf(const std::string& path) {
   return slash == 0 ? "/" : path.substr(0, slash);
 }
 
-ir::Model convert(onnx::ModelProto& mp, const std::string& path, ExternalDataResolver* resolver) {
+ir::Model convert(onnx::ModelProto& mp, const std::string& path, ExternalDataResolver* resolver,
+                  std::function<void(Graph&)> add_initializers = nullptr) {
   if (!mp.has_graph())
     throwInput(path + ": not an ONNX model (no graph; the file may be truncated or of another format)");
   if (mp.ir_version() <= 0)
@@ -233,7 +239,7 @@ ir::Model convert(onnx::ModelProto& mp, const std::string& path, ExternalDataRes
   for (const auto& p : mp.metadata_props()) m.metadata_props.emplace_back(p.key(), p.value());
   for (const auto& f : mp.functions()) m.functions_opaque.push_back(f.SerializeAsString());
   for (const auto& t : mp.training_info()) m.training_info_opaque.push_back(t.SerializeAsString());
-  GraphReader(path, resolver).read(*mp.mutable_graph(), *m.graph);
+  GraphReader(path, resolver, std::move(add_initializers)).read(*mp.mutable_graph(), *m.graph);
   return m;
 }
 
@@ -271,6 +277,16 @@ ir::Model loadModelFromBytes(const std::string& bytes, const std::string& what) 
   if (!mp.ParseFromString(bytes)) throwInput(what + ": not a valid ONNX model (protobuf parsing failed)");
   ExternalDataResolver resolver(".", what, true);
   return convert(mp, what, &resolver);
+}
+
+ir::Model loadEmbeddedModel(const std::string& bytes, const std::string& what, const EmbeddedLoadOptions& opts) {
+  onnx::ModelProto mp;
+  google::protobuf::io::CodedInputStream coded(reinterpret_cast<const uint8_t*>(bytes.data()), static_cast<int>(bytes.size()));
+  coded.SetTotalBytesLimit(INT_MAX);
+  if (!mp.ParseFromCodedStream(&coded)) throwInput(what + ": the embedded graph is not a valid ONNX model");
+  ExternalDataResolver resolver(".", what, true);
+  if (!opts.external_data_file.empty()) resolver.forceFile(opts.external_data_file, opts.external_data_base);
+  return convert(mp, what, &resolver, opts.add_initializers);
 }
 
 ir::Model parseModelText(const std::string& text) {

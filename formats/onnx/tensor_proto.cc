@@ -20,10 +20,10 @@ const ExternalDataResolver::Mapping& ExternalDataResolver::open(const std::strin
                                                                 const std::string& location) {
   auto it = files_.find(location);
   if (it != files_.end()) return it->second;
-  if (location.empty() || location[0] == '/')
+  if (forced_file_.empty() && (location.empty() || location[0] == '/'))
     throwInput(model_path_ + ": tensor '" + tensor_name + "' has external data location '" + location +
                "', which must be a path relative to the model's folder");
-  const std::string path = model_dir_ + "/" + location;
+  const std::string path = forced_file_.empty() ? model_dir_ + "/" + location : forced_file_;
   Mapping m;
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0)
@@ -56,6 +56,7 @@ const ExternalDataResolver::Mapping& ExternalDataResolver::open(const std::strin
 ir::Tensor ExternalDataResolver::read(const std::string& tensor_name, DType dtype, ir::Shape shape,
                                       const std::string& location, int64_t offset, int64_t length) {
   const Mapping& m = open(tensor_name, location);
+  offset += static_cast<int64_t>(base_offset_);
   const size_t expected = ir::dtypeStorageBytes(dtype, ir::shapeNumel(shape));
   if (offset < 0 || static_cast<size_t>(offset) > m.size)
     throwInput(model_path_ + ": tensor '" + tensor_name + "' starts at offset " + std::to_string(offset) +

@@ -15,6 +15,12 @@ class ExternalDataResolver {
  public:
   ExternalDataResolver(std::string model_dir, std::string model_path, bool use_mmap)
       : model_dir_(std::move(model_dir)), model_path_(std::move(model_path)), use_mmap_(use_mmap) {}
+  // Reads every external tensor from `path` (an absolute or working-directory path), whatever its
+  // location, with offsets counted from `base_offset`.
+  void forceFile(std::string path, uint64_t base_offset) {
+    forced_file_ = std::move(path);
+    base_offset_ = base_offset;
+  }
   // Bytes [offset, offset+length) of `location` (relative to the model's folder).
   // length < 0 means "to the end of the file". Throws kInput naming the tensor and the file.
   ir::Tensor read(const std::string& tensor_name, ir::DType dtype, ir::Shape shape, const std::string& location,
@@ -29,6 +35,8 @@ class ExternalDataResolver {
   std::string model_dir_;
   std::string model_path_;
   bool use_mmap_;
+  std::string forced_file_;
+  uint64_t base_offset_ = 0;
   std::map<std::string, Mapping> files_;
 };
 

@@ -26,6 +26,19 @@ namespace {
 // Protobuf refuses to serialize messages over 2 GiB; leave headroom for the graph itself.
 constexpr size_t kInlineLimitBytes = size_t{1} << 30 | size_t{1} << 29;  // 1.5 GiB
 
+void setExternal(onnx::TensorProto& tp, const TensorPlacement& p) {
+  tp.clear_raw_data();
+  tp.set_data_location(onnx::TensorProto::EXTERNAL);
+  auto add = [&](const char* k, const std::string& v) {
+    auto* e = tp.add_external_data();
+    e->set_key(k);
+    e->set_value(v);
+  };
+  add("location", p.location);
+  add("offset", std::to_string(p.offset));
+  add("length", std::to_string(p.length));
+}
+
 // Appends tensor bytes to the external-data file, aligned, and records where they went.
 class ExternalDataWriter {
  public:
@@ -38,16 +51,7 @@ class ExternalDataWriter {
     if (pad) file_->write(zeros, pad);
     offset_ += pad;
     file_->write(t.data(), t.nbytes());
-    proto.clear_raw_data();
-    proto.set_data_location(onnx::TensorProto::EXTERNAL);
-    auto add = [&](const char* k, const std::string& v) {
-      auto* e = proto.add_external_data();
-      e->set_key(k);
-      e->set_value(v);
-    };
-    add("location", location_);
-    add("offset", std::to_string(offset_));
-    add("length", std::to_string(t.nbytes()));
+    setExternal(proto, TensorPlacement{location_, offset_, t.nbytes()});
     offset_ += t.nbytes();
   }
 
@@ -59,25 +63,57 @@ class ExternalDataWriter {
 
 class GraphWriter {
  public:
-  GraphWriter(ExternalDataWriter* ext, size_t threshold) : ext_(ext), threshold_(threshold) {}
+  GraphWriter(ExternalDataWriter* ext, size_t threshold, const PlaceInitializer* place = nullptr)
+      : ext_(ext), threshold_(threshold), place_(place) {}
 
   void write(const Graph& g, onnx::GraphProto& gp) {
+    const bool top = depth_ == 0;
+    ++depth_;
     gp.set_name(g.name);
     if (!g.doc_string.empty()) gp.set_doc_string(g.doc_string);
     for (Value* v : g.inputs()) writeValueInfo(v, *gp.add_input());
     for (Value* v : g.initializers()) {
       if (v->from_constant_node) continue;
+      if (top && place_) {
+        auto p = (*place_)(*v);
+        if (!p) continue;
+        auto* tp = gp.add_initializer();
+        tp->set_name(v->name());
+        tp->set_data_type(static_cast<int32_t>(v->initializer.dtype()));
+        for (int64_t d : v->initializer.shape()) tp->add_dims(d);
+        setExternal(*tp, *p);
+        continue;
+      }
       writeTensor(v->initializer, v->name(), *gp.add_initializer());
     }
     for (const auto& s : g.sparse_initializers_opaque) gp.add_sparse_initializer()->ParseFromString(s);
     // Constant-node weights go first: they have no inputs, so any position before their users is valid.
-    for (Value* v : g.initializers())
-      if (v->from_constant_node) writeConstantNode(v, *gp.add_node());
+    for (Value* v : g.initializers()) {
+      if (!v->from_constant_node) continue;
+      std::optional<TensorPlacement> placed;
+      if (top && place_) {
+        placed = (*place_)(*v);
+        if (!placed) continue;
+      }
+      onnx::NodeProto& np = *gp.add_node();
+      writeConstantNode(v, np);
+      if (placed) {  // always the tensor form, its bytes in the container
+        np.clear_attribute();
+        auto* a = np.add_attribute();
+        a->set_name("value");
+        a->set_type(onnx::AttributeProto::TENSOR);
+        auto* tp = a->mutable_t();
+        tp->set_data_type(static_cast<int32_t>(v->initializer.dtype()));
+        for (int64_t d : v->initializer.shape()) tp->add_dims(d);
+        setExternal(*tp, *placed);
+      }
+    }
     for (ir::Node* n : g.nodes()) writeNode(*n, *gp.add_node());
     for (Value* v : g.outputs()) writeValueInfo(v, *gp.add_output());
     for (ir::Node* n : g.nodes())
       for (Value* v : n->outputs())
         if (v && v->in_value_info && !g.isGraphOutput(v)) writeValueInfo(v, *gp.add_value_info());
+    --depth_;
   }
 
  private:
@@ -190,6 +226,8 @@ class GraphWriter {
 
   ExternalDataWriter* ext_;
   size_t threshold_;
+  const PlaceInitializer* place_;
+  int depth_ = 0;
 };
 
 size_t tensorBytes(const Graph& g) {
@@ -205,7 +243,8 @@ size_t tensorBytes(const Graph& g) {
   return total;
 }
 
-void buildProto(const ir::Model& m, onnx::ModelProto& mp, ExternalDataWriter* ext, size_t threshold) {
+void buildProto(const ir::Model& m, onnx::ModelProto& mp, ExternalDataWriter* ext, size_t threshold,
+                const PlaceInitializer* place = nullptr) {
   mp.set_ir_version(m.ir_version);
   for (const auto& o : m.opsets) {
     auto* op = mp.add_opset_import();
@@ -224,7 +263,7 @@ void buildProto(const ir::Model& m, onnx::ModelProto& mp, ExternalDataWriter* ex
   }
   for (const auto& f : m.functions_opaque) mp.add_functions()->ParseFromString(f);
   for (const auto& t : m.training_info_opaque) mp.add_training_info()->ParseFromString(t);
-  GraphWriter(ext, threshold).write(*m.graph, *mp.mutable_graph());
+  GraphWriter(ext, threshold, place).write(*m.graph, *mp.mutable_graph());
 }
 
 std::string baseName(const std::string& path) {
@@ -239,6 +278,13 @@ std::string serializeModel(const ir::Model& model) {
   buildProto(model, mp, nullptr, 0);
   if (mp.ByteSizeLong() > static_cast<size_t>(INT_MAX))
     throwOutput("the model is over 2 GiB; write it to a file with external data");
+  return mp.SerializeAsString();
+}
+
+std::string serializeModelWithPlacement(const ir::Model& model, const PlaceInitializer& place) {
+  onnx::ModelProto mp;
+  buildProto(model, mp, nullptr, 0, &place);
+  if (mp.ByteSizeLong() > static_cast<size_t>(INT_MAX)) throwOutput("the model's graph is over 2 GiB without its weights");
   return mp.SerializeAsString();
 }
 

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "formats/onnx/onnx_io.h"
+#include "formats/packed/ptq_file.h"
 #include "lib/pipeline/layer_policy.h"
 #include "lib/runtime/session.h"
 
@@ -13,6 +14,7 @@ namespace ptq::driver {
 
 std::string inspectModel(const std::string& model_path, bool as_json) {
   using nlohmann::json;
+  if (packed::isPackedFile(model_path)) return packed::describePacked(model_path, as_json);
   ir::Model m = onnx_io::loadModel(model_path);
   const ir::Graph& g = *m.graph;
   std::map<std::string, int64_t> ops;

@@ -11,6 +11,7 @@
 
 #include "formats/onnx/lower_weights.h"
 #include "formats/onnx/onnx_io.h"
+#include "formats/packed/ptq_file.h"
 #include "lib/pipeline/pass_manager.h"
 #include "lib/util/atomic_file.h"
 #include "lib/util/error.h"
@@ -44,14 +45,54 @@ void checkWritableTarget(const std::string& path, const std::string& what) {
   if (::access(dir.c_str(), W_OK) != 0) throwOutput(path + ": " + what + " folder '" + dir + "' is not writable");
 }
 
+void recordPackedLayer(pipeline::Report& report, const ir::Value& w) {
+  const ir::QuantizedWeight& q = *w.quant;
+  pipeline::LayerRecord r;
+  const ir::Node* reader = w.uses().empty() ? nullptr : w.uses()[0].node;
+  r.node = reader ? reader->name : "";
+  r.op_type = reader ? reader->opType() : "";
+  r.weight = w.name();
+  r.shape = w.initializer.shape();
+  r.action = "quantized (" + q.method + ")";
+  r.bits = q.bits;
+  r.granularity = q.granularity == ir::QuantizedWeight::Granularity::kPerTensor ? "tensor"
+                  : q.granularity == ir::QuantizedWeight::Granularity::kPerChannel ? "channel" : "group";
+  r.group_size = q.block_size;
+  r.symmetric = q.symmetric;
+  r.mse = q.mse;
+  r.sqnr_db = q.sqnr_db;
+  r.bytes_before = static_cast<int64_t>(w.initializer.nbytes());
+  r.bytes_after = (q.codes.numel() * q.bits + 7) / 8 + static_cast<int64_t>(q.scales.nbytes()) +
+                  (q.zero_points.empty() ? 0 : (q.zero_points.numel() * q.bits + 7) / 8);
+  r.form = "packed";
+  if (pipeline::LayerRecord* existing = report.findLayer(w.name())) *existing = r;
+  else report.layers.push_back(r);
+}
+
 }  // namespace
+
+void unpackModel(const std::string& in, const std::string& out, std::optional<pipeline::OutputFormat> format,
+                 bool external_data) {
+  if (out == in || ptq::sameFile(out, in)) throwUsage(out + ": the output path is the input file; refusing to overwrite it");
+  checkWritableTarget(out, "output");
+  packed::PackedModel pm = packed::readPacked(in);
+  onnx_io::LoweringOptions lower;
+  const pipeline::OutputFormat f = format ? *format : pipeline::parseOutputFormat(pm.output_form, in + ": output_form");
+  if (f == pipeline::OutputFormat::kPacked) throwUsage("unpack: --format must be qdq or matmulnbits");
+  lower.prefer_matmulnbits = f == pipeline::OutputFormat::kMatMulNBits;
+  pipeline::Report report;
+  onnx_io::lowerQuantizedWeights(pm.model, lower, report);
+  onnx_io::SaveOptions save;
+  if (external_data) save.external_data = onnx_io::SaveOptions::ExternalData::kAlways;
+  onnx_io::saveModel(pm.model, out, save);
+}
 
 std::string resolveConfigPath(const std::string& arg) {
   if (isFile(arg)) return arg;
   const bool looks_like_name = arg.find('/') == std::string::npos;
   const std::string name = arg.size() > 5 && arg.substr(arg.size() - 5) == ".json" ? arg.substr(0, arg.size() - 5) : arg;
   if (looks_like_name) {
-    for (const std::string dir : {std::string(PTQ_SOURCE_DIR) + "/configs", std::string(PTQ_INSTALL_DATADIR) + "/configs"}) {
+    for (const std::string& dir : {std::string(PTQ_SOURCE_DIR) + "/configs", std::string(PTQ_INSTALL_DATADIR) + "/configs"}) {
       const std::string p = dir + "/" + name + ".json";
       if (isFile(p)) return p;
     }
@@ -77,10 +118,11 @@ pipeline::Report runQuantize(const QuantizeOptions& opts) {
   if (!opts.report_path.empty()) checkWritableTarget(opts.report_path, "report");
 
   pipeline::QuantConfig config = pipeline::loadConfig(resolveConfigPath(opts.config_path));
+  // A packed file unpacks to the config's own ONNX form unless that is "packed" too.
+  const std::string unpack_form =
+      config.format == pipeline::OutputFormat::kMatMulNBits ? "matmulnbits" : "qdq";
   if (opts.format) config.format = *opts.format;
   if (opts.seed) config.seed = *opts.seed;
-  if (config.format == pipeline::OutputFormat::kPacked)
-    throwUsage("format 'packed' (.ptq) is not available in this version yet; use qdq or matmulnbits");
   if (opts.threads > 0) omp_set_num_threads(opts.threads);
 
   spdlog::info("loading {}", opts.model_path);
@@ -101,14 +143,32 @@ pipeline::Report runQuantize(const QuantizeOptions& opts) {
   pipeline::PassContext ctx{config, report, config.seed, opts.threads};
   pm.run(model, ctx);
 
+  // Provenance travels with the model.
+  model.metadata_props.emplace_back("ptq_tool.version", PTQ_VERSION);
+  model.metadata_props.emplace_back("ptq_tool.config", report.config_json);
+
+  if (config.format == pipeline::OutputFormat::kPacked) {
+    packed::Provenance prov;
+    prov.tool_version = PTQ_VERSION;
+    prov.config_json = report.config_json;
+    prov.seed = config.seed;
+    prov.source = opts.model_path.substr(opts.model_path.find_last_of('/') + 1);
+    prov.source_bytes = report.input_bytes;
+    // The report's per-layer records come from the annotations, as the lowering would write them.
+    for (ir::Value* v : model.graph->initializers())
+      if (v->quant) recordPackedLayer(report, *v);
+    spdlog::info("writing {}", opts.output_path);
+    packed::writePacked(model, opts.output_path, prov, unpack_form);
+    report.output_bytes = fileSize(opts.output_path);
+    report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (!opts.report_path.empty()) writeFileAtomically(opts.report_path, report.toJson() + "\n");
+    return report;
+  }
+
   onnx_io::LoweringOptions lower;
   lower.prefer_matmulnbits = config.format == pipeline::OutputFormat::kMatMulNBits;
   lower.matmulnbits_accuracy_level = opts.accuracy_level;
   onnx_io::lowerQuantizedWeights(model, lower, report);
-
-  // Provenance travels with the model.
-  model.metadata_props.emplace_back("ptq_tool.version", PTQ_VERSION);
-  model.metadata_props.emplace_back("ptq_tool.config", report.config_json);
 
   onnx_io::SaveOptions save;
   if (opts.external_data) save.external_data = onnx_io::SaveOptions::ExternalData::kAlways;

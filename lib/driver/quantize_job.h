@@ -29,6 +29,10 @@ pipeline::Report runQuantize(const QuantizeOptions& opts);
 // `ptq-tool convert`: load and write a model unchanged (e.g. to move weights into external data).
 void convertModel(const std::string& in, const std::string& out, bool external_data);
 
+// `ptq-tool unpack`: a .ptq file back to runnable ONNX (the form recorded in it, or `format`).
+void unpackModel(const std::string& in, const std::string& out, std::optional<pipeline::OutputFormat> format,
+                 bool external_data);
+
 // Resolves a --config argument: an existing file, else configs/<name>.json beside the executable's
 // source tree or install prefix. Throws kUsage listing the presets when neither exists.
 std::string resolveConfigPath(const std::string& arg);
