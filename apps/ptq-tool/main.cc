@@ -65,6 +65,11 @@ int main(int argc, char** argv) {
   quantize->add_option("--accuracy-level", q.accuracy_level, "MatMulNBits accuracy_level (0 = unset, 4 = int8 compute)")
       ->check(CLI::IsMember({0, 1, 2, 3, 4}));
 
+  quantize->add_option("--calib", q.calib, "Calibration data: NAME=FILE (.npy/.npz/.pb), a folder of NAME.npy, or tokens.i64 (repeatable)");
+  quantize->add_option("--calib-shape", q.calib_shape, "Shape of a token file, SAMPLESxSEQ (default Nx128)");
+  quantize->add_option("--calib-samples", q.calib_samples, "Use at most this many calibration samples")->check(CLI::NonNegativeNumber);
+  quantize->add_option("--calib-batch", q.calib_batch, "Calibration batch size (default 8)")->check(CLI::NonNegativeNumber);
+
   // inspect
   std::string inspect_model;
   bool inspect_json = false;

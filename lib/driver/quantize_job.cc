@@ -9,9 +9,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include "formats/onnx/lower_activations.h"
 #include "formats/onnx/lower_weights.h"
 #include "formats/onnx/onnx_io.h"
 #include "formats/packed/ptq_file.h"
+#include "lib/calib/calibration.h"
 #include "lib/pipeline/pass_manager.h"
 #include "lib/util/atomic_file.h"
 #include "lib/util/error.h"
@@ -69,6 +71,29 @@ void recordPackedLayer(pipeline::Report& report, const ir::Value& w) {
   else report.layers.push_back(r);
 }
 
+// Folds the command line's --calib arguments into the config's calibration spec.
+calib::CalibrationSpec calibrationSpec(const pipeline::QuantConfig& config, const QuantizeOptions& opts) {
+  calib::CalibrationSpec spec = config.calibration;
+  if (!opts.calib.empty()) {
+    spec.named_files.clear();
+    spec.dir.clear();
+    spec.tokens.clear();
+    spec.synthetic = false;
+    for (const auto& arg : opts.calib) {
+      const auto eq = arg.find('=');
+      struct stat st {};
+      if (eq != std::string::npos) spec.named_files.emplace_back(arg.substr(0, eq), arg.substr(eq + 1));
+      else if (::stat(arg.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) spec.dir = arg;
+      else if (arg.size() > 4 && arg.substr(arg.size() - 4) == ".i64") spec.tokens = arg;
+      else throwUsage("--calib " + arg + ": expected NAME=FILE, a folder, or a .i64 token file");
+    }
+  }
+  if (!opts.calib_shape.empty()) spec.tokens_shape = calib::parseShape(opts.calib_shape, "--calib-shape");
+  if (opts.calib_samples > 0) spec.samples = opts.calib_samples;
+  if (opts.calib_batch > 0) spec.batch_size = opts.calib_batch;
+  return spec;
+}
+
 }  // namespace
 
 void unpackModel(const std::string& in, const std::string& out, std::optional<pipeline::OutputFormat> format,
@@ -81,7 +106,9 @@ void unpackModel(const std::string& in, const std::string& out, std::optional<pi
   if (f == pipeline::OutputFormat::kPacked) throwUsage("unpack: --format must be qdq or matmulnbits");
   lower.prefer_matmulnbits = f == pipeline::OutputFormat::kMatMulNBits;
   pipeline::Report report;
+  onnx_io::quantizeBiases(pm.model, report);
   onnx_io::lowerQuantizedWeights(pm.model, lower, report);
+  onnx_io::lowerActivations(pm.model, report);
   onnx_io::SaveOptions save;
   if (external_data) save.external_data = onnx_io::SaveOptions::ExternalData::kAlways;
   onnx_io::saveModel(pm.model, out, save);
@@ -138,9 +165,18 @@ pipeline::Report runQuantize(const QuantizeOptions& opts) {
   report.threads = opts.threads;
   report.input_bytes = fileSize(opts.model_path);
 
+  // Calibration data is loaded (and validated against the model's inputs) before any pass runs.
+  std::unique_ptr<calib::CalibrationSet> calibration;
+  const calib::CalibrationSpec spec = calibrationSpec(config, opts);
+  if (!spec.empty()) {
+    calibration = std::make_unique<calib::CalibrationSet>(calib::CalibrationSet::load(spec, *model.graph));
+    spdlog::info("calibration: {}", calibration->describe());
+    report.calibration = calibration->describe() + " (xxh64 " + calibration->digest() + ")";
+  }
+
   pipeline::PassManager pm = pipeline::PassManager::fromConfig(config, opts.verify_each);
   pm.on_pass_start = [](const std::string& name, size_t i, size_t n) { spdlog::info("pass {}/{}: {}", i + 1, n, name); };
-  pipeline::PassContext ctx{config, report, config.seed, opts.threads};
+  pipeline::PassContext ctx{config, report, config.seed, opts.threads, calibration.get()};
   pm.run(model, ctx);
 
   // Provenance travels with the model.
@@ -154,6 +190,7 @@ pipeline::Report runQuantize(const QuantizeOptions& opts) {
     prov.seed = config.seed;
     prov.source = opts.model_path.substr(opts.model_path.find_last_of('/') + 1);
     prov.source_bytes = report.input_bytes;
+    if (calibration) prov.calibration_digest = calibration->digest();
     // The report's per-layer records come from the annotations, as the lowering would write them.
     for (ir::Value* v : model.graph->initializers())
       if (v->quant) recordPackedLayer(report, *v);
@@ -168,7 +205,9 @@ pipeline::Report runQuantize(const QuantizeOptions& opts) {
   onnx_io::LoweringOptions lower;
   lower.prefer_matmulnbits = config.format == pipeline::OutputFormat::kMatMulNBits;
   lower.matmulnbits_accuracy_level = opts.accuracy_level;
+  onnx_io::quantizeBiases(model, report);
   onnx_io::lowerQuantizedWeights(model, lower, report);
+  onnx_io::lowerActivations(model, report);
 
   onnx_io::SaveOptions save;
   if (opts.external_data) save.external_data = onnx_io::SaveOptions::ExternalData::kAlways;

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "lib/pipeline/config.h"
 #include "lib/pipeline/report.h"
@@ -21,6 +22,12 @@ struct QuantizeOptions {
   bool verify_each = false;
   bool external_data = false;         // force model.onnx + model.onnx.data
   int64_t accuracy_level = 0;         // MatMulNBits accuracy_level
+  // --calib arguments: NAME=FILE, a folder, or a raw .i64 token file; they replace the config's
+  // calibration sources. --calib-shape / --calib-samples / --calib-batch refine them.
+  std::vector<std::string> calib;
+  std::string calib_shape;            // "64x128" for token files
+  int64_t calib_samples = 0;
+  int64_t calib_batch = 0;
 };
 
 // Throws ptq::Error with the exit code the CLI returns. Writes nothing unless it succeeds.

@@ -1,5 +1,6 @@
 #include "lib/pipeline/config.h"
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -163,6 +164,59 @@ void readOverride(const json& j, const std::string& source, const std::string& p
   }
 }
 
+void readActivations(const json& j, const std::string& source, ActivationSettings& a) {
+  ObjectReader r(j, source, "activations");
+  r.setHint("bits, symmetric, observer, percentile, momentum, bins, op_types");
+  a.present = true;
+  if (r.has("bits")) {
+    a.bits = static_cast<int>(r.integer("bits", 4, 16));
+    if (a.bits != 4 && a.bits != 8 && a.bits != 16) r.fail("bits", std::to_string(a.bits) + " is not one of 4, 8, 16");
+  }
+  if (r.has("symmetric")) a.symmetric = r.boolean("symmetric");
+  if (r.has("observer")) a.observer = r.choice("observer", {"minmax", "moving_minmax", "percentile", "mse", "entropy"});
+  if (r.has("percentile")) {
+    if (!r.raw("percentile").is_number()) r.fail("percentile", "must be a number");
+    a.percentile = r.raw("percentile").get<double>();
+  }
+  if (r.has("momentum")) {
+    if (!r.raw("momentum").is_number()) r.fail("momentum", "must be a number");
+    a.momentum = r.raw("momentum").get<double>();
+  }
+  if (r.has("bins")) a.bins = static_cast<int>(r.integer("bins", 16, 1 << 20));
+  if (r.has("op_types")) {
+    a.op_types = r.strings("op_types");
+    for (const auto& op : a.op_types)
+      if (op != "MatMul" && op != "Gemm" && op != "Conv") r.fail("op_types", "'" + op + "' is not one of MatMul, Gemm, Conv");
+  }
+}
+
+void readCalibration(const json& j, const std::string& source, calib::CalibrationSpec& c) {
+  ObjectReader r(j, source, "calibration");
+  r.setHint("inputs, dir, tokens, shape, samples, batch_size, synthetic, synthetic_samples");
+  if (r.has("inputs")) {
+    const json& in = r.raw("inputs");
+    if (!in.is_object()) r.fail("inputs", "must map input names to files");
+    for (auto it = in.begin(); it != in.end(); ++it) {
+      if (!it.value().is_string()) r.fail("inputs." + it.key(), "must be a file path");
+      c.named_files.emplace_back(it.key(), it.value().get<std::string>());
+    }
+  }
+  if (r.has("dir")) c.dir = r.string("dir");
+  if (r.has("tokens")) c.tokens = r.string("tokens");
+  if (r.has("shape")) {
+    const json& sh = r.raw("shape");
+    if (!sh.is_array() || sh.size() != 2) r.fail("shape", "must be [samples, seq]");
+    for (const auto& d : sh) {
+      if (!d.is_number_integer() || d.get<int64_t>() <= 0) r.fail("shape", "must hold positive integers");
+      c.tokens_shape.push_back(d.get<int64_t>());
+    }
+  }
+  if (r.has("samples")) c.samples = r.integer("samples", 0, INT64_MAX);
+  if (r.has("batch_size")) c.batch_size = r.integer("batch_size", 1, 4096);
+  if (r.has("synthetic")) c.synthetic = r.boolean("synthetic");
+  if (r.has("synthetic_samples")) c.synthetic_samples = r.integer("synthetic_samples", 1, 1 << 20);
+}
+
 }  // namespace
 
 QuantConfig parseConfig(const std::string& text, const std::string& source) {
@@ -175,7 +229,7 @@ QuantConfig parseConfig(const std::string& text, const std::string& source) {
   QuantConfig c;
   c.source = source;
   ObjectReader r(j, source, "");
-  r.setHint("name, description, format, seed, pipeline, weights, layers, overrides, passes");
+  r.setHint("name, description, format, seed, pipeline, weights, activations, calibration, layers, overrides, passes");
   if (r.has("name")) c.name = r.string("name");
   if (r.has("description")) c.description = r.string("description");
   if (r.has("format")) c.format = parseOutputFormat(r.string("format"), source + ": format");
@@ -187,6 +241,8 @@ QuantConfig parseConfig(const std::string& text, const std::string& source) {
       if (!findPass(p)) r.fail("pipeline", "unknown pass '" + p + "' (see `ptq-tool passes`)");
   }
   if (r.has("weights")) readWeights(r.raw("weights"), source, "weights", c.weights);
+  if (r.has("activations")) readActivations(r.raw("activations"), source, c.activations);
+  if (r.has("calibration")) readCalibration(r.raw("calibration"), source, c.calibration);
   if (r.has("layers")) {
     ObjectReader l(r.raw("layers"), source, "layers");
     l.setHint("op_types, quantize_embeddings, skip, min_elements");
@@ -219,6 +275,10 @@ QuantConfig parseConfig(const std::string& text, const std::string& source) {
       c.pass_options.emplace_back(it.key(), it.value().dump());
     }
   }
+  c.calibration.seed = c.seed;
+  const bool has_qdq = std::find(c.pipeline.begin(), c.pipeline.end(), "qdq") != c.pipeline.end();
+  if (has_qdq && !c.activations.present) r.fail("activations", "is required when the pipeline has the 'qdq' pass");
+  if (!has_qdq && c.activations.present) r.fail("activations", "is read only by the 'qdq' pass, which the pipeline does not name");
   if (c.weights.granularity == Granularity::kPerGroup && c.weights.group_size <= 0)
     r.fail("weights.group_size", "is required for granularity 'group'");
   return c;
@@ -285,6 +345,14 @@ std::string configToJson(const QuantConfig& c) {
     ov.push_back(e);
   }
   j["overrides"] = ov;
+  if (c.activations.present) {
+    json a{{"bits", c.activations.bits}, {"symmetric", c.activations.symmetric}, {"observer", c.activations.observer},
+           {"op_types", c.activations.op_types}};
+    if (c.activations.percentile) a["percentile"] = *c.activations.percentile;
+    if (c.activations.momentum) a["momentum"] = *c.activations.momentum;
+    if (c.activations.bins) a["bins"] = *c.activations.bins;
+    j["activations"] = a;
+  }
   json passes = json::object();
   for (const auto& [n, t] : c.pass_options) passes[n] = json::parse(t);
   j["passes"] = passes;

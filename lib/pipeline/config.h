@@ -9,6 +9,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "lib/calib/calibration.h"
+
 namespace ptq::pipeline {
 
 enum class Granularity { kPerTensor, kPerChannel, kPerGroup };
@@ -50,6 +52,18 @@ struct LayerSelection {
   int64_t min_elements = 0;               // leave smaller weights in float
 };
 
+// Activation quantization (the qdq pass): which activations, on what grid, with which observer.
+struct ActivationSettings {
+  bool present = false;                   // the config has an "activations" section
+  int bits = 8;                           // 4, 8 or 16
+  bool symmetric = false;                 // false: uint8 with a zero point; true: int8, zero 0
+  std::string observer = "minmax";        // minmax | moving_minmax | percentile | mse | entropy
+  std::optional<double> percentile;
+  std::optional<double> momentum;
+  std::optional<int> bins;
+  std::vector<std::string> op_types{"MatMul", "Gemm", "Conv"};  // whose inputs/outputs get Q/DQ
+};
+
 struct PassSpec {
   std::string name;
   nlohmann::json* options = nullptr;      // owned by QuantConfig::pass_options_storage
@@ -65,6 +79,8 @@ struct QuantConfig {
   WeightSettings weights;
   LayerSelection layers;
   std::vector<LayerOverride> overrides;
+  ActivationSettings activations;
+  calib::CalibrationSpec calibration;     // file paths relative to the working directory
   // Per-pass options: {"rtn": {...}}; validated against each pass's declared options.
   std::vector<std::pair<std::string, std::string>> pass_options;  // pass name -> JSON text
 

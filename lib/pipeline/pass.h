@@ -11,6 +11,10 @@
 #include "lib/pipeline/config.h"
 #include "lib/pipeline/report.h"
 
+namespace ptq::calib {
+class CalibrationSet;
+}  // namespace ptq::calib
+
 namespace ptq::pipeline {
 
 struct PassResult {
@@ -23,6 +27,7 @@ struct PassContext {
   Report& report;
   uint64_t seed = 0;
   int threads = 0;  // 0 = OpenMP default
+  const calib::CalibrationSet* calibration = nullptr;  // loaded when the config or CLI names data
 };
 
 class Pass {

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lib/util/error.h"
+#include "passes/qdq.h"
 #include "passes/rtn.h"
 
 namespace ptq::pipeline {
@@ -14,6 +15,12 @@ const std::vector<PassInfo>& passRegistry() {
        "granularity, group_size, clip_search) and per-layer overrides.",
        {},
        passes::createRtnPass},
+      {"qdq",
+       "Activation quantization: runs the float model on the calibration data, observes the inputs and outputs "
+       "of the selected layers with the config's \"activations\" observer, and marks them for QuantizeLinear/"
+       "DequantizeLinear pairs (plus int32 biases) in the written model.",
+       {},
+       passes::createQdqPass},
   };
   return table;
 }

@@ -23,6 +23,7 @@ std::string Report::toJson() const {
   j["config"] = json::parse(config_json.empty() ? "{}" : config_json);
   j["seed"] = seed;
   j["threads"] = threads;
+  if (!calibration.empty()) j["calibration"] = calibration;
   int64_t before = 0, after = 0, quantized = 0;
   json layers_j = json::array();
   for (const auto& l : layers) {

@@ -40,6 +40,7 @@ struct Report {
   std::string config_json;   // the effective config
   uint64_t seed = 0;
   int threads = 0;
+  std::string calibration;   // what calibration data was used, and its digest
   std::vector<LayerRecord> layers;
   std::vector<PassRecord> passes;
   std::vector<std::string> warnings;

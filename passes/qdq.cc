@@ -1,0 +1,117 @@
+#include "passes/qdq.h"
+
+#include <algorithm>
+#include <set>
+
+#include <spdlog/spdlog.h>
+
+#include "lib/calib/calibration.h"
+#include "lib/pipeline/layer_policy.h"
+#include "lib/quant/observer.h"
+#include "lib/runtime/session.h"
+#include "lib/util/error.h"
+
+namespace ptq::passes {
+
+namespace {
+
+ir::DType activationType(int bits, bool symmetric) {
+  if (bits == 4) return symmetric ? ir::DType::kInt4 : ir::DType::kUInt4;
+  if (bits == 16) return symmetric ? ir::DType::kInt16 : ir::DType::kUInt16;
+  return symmetric ? ir::DType::kInt8 : ir::DType::kUInt8;
+}
+
+// A scalar zero point of `dtype` holding `zero` (a code value on that grid).
+ir::Tensor zeroPointTensor(ir::DType dtype, int32_t zero) {
+  ir::Tensor t(dtype, {});
+  switch (dtype) {
+    case ir::DType::kInt16: *t.mutableData<int16_t>() = static_cast<int16_t>(zero); break;
+    case ir::DType::kUInt16: *t.mutableData<uint16_t>() = static_cast<uint16_t>(zero); break;
+    case ir::DType::kInt4: case ir::DType::kUInt4: *t.mutableData<uint8_t>() = static_cast<uint8_t>(zero & 0xf); break;
+    default: *t.mutableData<uint8_t>() = static_cast<uint8_t>(zero & 0xff); break;
+  }
+  return t;
+}
+
+class QdqPass final : public pipeline::Pass {
+ public:
+  std::string name() const override { return "qdq"; }
+
+  pipeline::PassResult run(ir::Model& model, pipeline::PassContext& ctx) override {
+    const pipeline::ActivationSettings& a = ctx.config.activations;
+    if (!ctx.calibration)
+      throwUsage("pass 'qdq' needs calibration data: give --calib (NAME=FILE, a folder, or tokens.i64 with --calib-shape), "
+                 "the config's \"calibration\" section, or \"calibration\": {\"synthetic\": true}");
+    ir::Graph& g = *model.graph;
+
+    // The activations to observe: inputs and outputs of the selected layers, in graph order.
+    std::vector<ir::Value*> values;
+    std::set<const ir::Value*> seen;
+    auto add = [&](ir::Value* v) {
+      if (!v || v->isConstant() || !seen.insert(v).second) return;
+      values.push_back(v);
+    };
+    for (const auto& t : pipeline::findQuantTargets(g, ctx.config, nullptr)) {
+      if (std::find(a.op_types.begin(), a.op_types.end(), t.node->opType()) == a.op_types.end()) continue;
+      add(t.node->input(0));
+      add(t.node->output(0));
+    }
+
+    quant::ObserverOptions oo;
+    oo.percentile = a.percentile;
+    oo.momentum = a.momentum;
+    oo.bins = a.bins;
+    runtime::SessionOptions so;
+    so.threads = ctx.threads;
+    runtime::Session session(model, so);
+    std::vector<std::unique_ptr<quant::ActivationObserver>> observers;
+    std::vector<ir::Value*> observed;
+    for (ir::Value* v : values) {
+      if (session.valueType(v->name()) != ir::DType::kFloat32) continue;  // only float activations
+      observers.push_back(quant::makeObserver(a.observer, oo));
+      observed.push_back(v);
+      quant::ActivationObserver* obs = observers.back().get();
+      session.tap(v->name(), [obs](const std::string& name, const ir::Tensor& t) {
+        try {
+          obs->observe(t.data<float>(), t.numel());
+        } catch (const Error& e) {
+          throw e.withContext("activation '" + name + "'");
+        }
+      });
+    }
+    const int64_t batches = ctx.calibration->numBatches();
+    spdlog::info("qdq: calibrating {} activations with '{}' on {}", observed.size(), a.observer, ctx.calibration->describe());
+    for (int64_t b = 0; b < batches; ++b) {
+      session.run(ctx.calibration->batch(b));
+      if ((b + 1) % 8 == 0 || b + 1 == batches) spdlog::info("qdq: batch {}/{}", b + 1, batches);
+    }
+
+    quant::GridSpec grid;
+    grid.bits = a.bits;
+    grid.symmetric = a.symmetric;
+    grid.is_signed = a.symmetric;
+    const ir::DType dtype = activationType(a.bits, a.symmetric);
+    for (size_t i = 0; i < observed.size(); ++i) {
+      const quant::RangeResult r = observers[i]->compute(grid);
+      auto q = std::make_shared<ir::ActivationQuant>();
+      q->dtype = dtype;
+      q->axis = -1;
+      q->scale = ir::Tensor::fromFloats({}, {r.params.scale});
+      q->zero_point = zeroPointTensor(dtype, r.params.zero);
+      observed[i]->act_quant = q;
+      spdlog::debug("qdq: {} range [{}, {}] scale {} zero {}", observed[i]->name(), r.lo, r.hi, r.params.scale, r.params.zero);
+    }
+    pipeline::PassResult result;
+    result.changed = !observed.empty();
+    result.counters["activations_quantized"] = static_cast<int64_t>(observed.size());
+    result.counters["calibration_batches"] = batches;
+    result.counters["calibration_samples"] = ctx.calibration->samples();
+    return result;
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<pipeline::Pass> createQdqPass(const std::string&) { return std::make_unique<QdqPass>(); }
+
+}  // namespace ptq::passes
