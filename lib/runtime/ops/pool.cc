@@ -1,0 +1,131 @@
+// MaxPool / AveragePool / LpPool (1-D and 2-D; pads, strides, dilations, ceil_mode, auto_pad,
+// count_include_pad) and GlobalMax/Average/LpPool (any rank). One task per (image, channel).
+#include <cmath>
+#include <limits>
+
+#include "lib/runtime/ops/op_util.h"
+#include "lib/runtime/ops/ops.h"
+
+namespace ptq::runtime::ops {
+
+Kernel makePool(const NodeInfo& info, std::vector<DType>& out_types) {
+  const std::string op = info.node.opType();
+  const int kind = op == "MaxPool" ? 0 : (op == "AveragePool" ? 1 : 2);
+  info.requireInputs(1, 1);
+  info.requireType(0, {DType::kFloat32});
+  if (info.node.numOutputs() > 1 && info.node.output(1)) info.unsupported("the Indices output");
+  Window win = readWindow(info, 0);
+  if (win.kernel.empty()) info.unsupported("missing kernel_shape");
+  if (win.kernel.size() > 2) info.unsupported(std::to_string(win.kernel.size()) + "-D pooling");
+  const bool include_pad = info.attrInt("count_include_pad", 0) != 0;
+  const float p = static_cast<float>(info.attrInt("p", 2));
+  if (op != "MaxPool" && info.node.hasAttr("dilations")) {
+    for (int64_t d : win.dilations)
+      if (d != 1) info.unsupported("dilations in " + op);
+  }
+  out_types = {DType::kFloat32};
+  return [=](ExecContext& ctx, TensorList& in, TensorList& out) {
+    const Tensor& x = in[0];
+    expectType(x, DType::kFloat32, "X");
+    const int64_t sp = static_cast<int64_t>(win.kernel.size());
+    if (x.rank() != sp + 2) runError("input " + typeShape(x) + " does not match a " + std::to_string(sp) + "-D kernel");
+    Window w = win;
+    const std::vector<int64_t> ins(x.shape().begin() + 2, x.shape().end());
+    const std::vector<int64_t> outs = windowOutput(w, ins);
+    const int64_t N = x.shape()[0], C = x.shape()[1];
+    const int64_t H = sp == 2 ? ins[0] : 1, W = ins.back(), OH = sp == 2 ? outs[0] : 1, OW = outs.back();
+    const int64_t kh = sp == 2 ? w.kernel[0] : 1, kw = w.kernel.back();
+    const int64_t sh = sp == 2 ? w.strides[0] : 1, sw = w.strides.back();
+    const int64_t dh = sp == 2 ? w.dilations[0] : 1, dw = w.dilations.back();
+    const int64_t pt = sp == 2 ? w.pads[0] : 0, pl = w.pads[sp - 1];
+    const int64_t pbot = sp == 2 ? w.pads[2] : 0, pr = w.pads[2 * sp - 1];
+    Shape so = {N, C};
+    so.insert(so.end(), outs.begin(), outs.end());
+    Tensor y = ctx.alloc(DType::kFloat32, so);
+    const float* px = x.data<float>();
+    float* py = outData<float>(y);
+    parallelFor(ctx.threads(), N * C, grainFor(OH * OW * kh * kw), [&](int64_t s, int64_t e) {
+      for (int64_t t = s; t < e; ++t) {
+        const float* xc = px + t * H * W;
+        float* yc = py + t * OH * OW;
+        for (int64_t oh = 0; oh < OH; ++oh)
+          for (int64_t ow = 0; ow < OW; ++ow) {
+            const int64_t h0 = oh * sh - pt, w0 = ow * sw - pl;
+            float acc = kind == 0 ? -std::numeric_limits<float>::infinity() : 0.0f;
+            int64_t count = 0;
+            for (int64_t i = 0; i < kh; ++i) {
+              const int64_t ih = h0 + i * dh;
+              if (ih < 0 || ih >= H) continue;
+              for (int64_t j = 0; j < kw; ++j) {
+                const int64_t iw = w0 + j * dw;
+                if (iw < 0 || iw >= W) continue;
+                const float v = xc[ih * W + iw];
+                if (kind == 0) acc = (v > acc || std::isnan(v)) ? v : acc;
+                else if (kind == 1) acc += v;
+                else acc += std::pow(std::abs(v), p);
+                ++count;
+              }
+            }
+            if (kind == 1) {
+              int64_t div = count;
+              if (include_pad) {  // window clipped to the padded extent
+                const int64_t hs = std::max<int64_t>(h0, -pt), he = std::min<int64_t>(h0 + (kh - 1) * dh + 1, H + pbot);
+                const int64_t ws = std::max<int64_t>(w0, -pl), we = std::min<int64_t>(w0 + (kw - 1) * dw + 1, W + pr);
+                div = ((he - hs + dh - 1) / dh) * ((we - ws + dw - 1) / dw);
+              }
+              acc = div > 0 ? acc / static_cast<float>(div) : 0.0f;
+            } else if (kind == 2) {
+              acc = std::pow(acc, 1.0f / p);
+            }
+            yc[oh * OW + ow] = acc;
+          }
+      }
+    });
+    out[0] = std::move(y);
+  };
+}
+
+Kernel makeGlobalPool(const NodeInfo& info, std::vector<DType>& out_types) {
+  const std::string& name = info.node.opType();
+  const int kind = name == "GlobalMaxPool" ? 0 : (name == "GlobalAveragePool" ? 1 : 2);
+  info.requireInputs(1, 1);
+  info.requireType(0, {DType::kFloat32});
+  const float p = static_cast<float>(info.attrInt("p", 2));
+  out_types = {DType::kFloat32};
+  return [=](ExecContext& ctx, TensorList& in, TensorList& out) {
+    const Tensor& x = in[0];
+    expectType(x, DType::kFloat32, "X");
+    if (x.rank() < 2) runError("input must have rank >= 2, got " + typeShape(x));
+    const int64_t N = x.shape()[0], C = x.shape()[1], S = dimProduct(x.shape(), 2, x.rank());
+    Shape so = {N, C};
+    so.resize(x.shape().size(), 1);
+    Tensor y = ctx.alloc(DType::kFloat32, so);
+    const float* px = x.data<float>();
+    float* py = outData<float>(y);
+    parallelFor(ctx.threads(), N * C, grainFor(S), [&](int64_t s, int64_t e) {
+      for (int64_t t = s; t < e; ++t) {
+        const float* xc = px + t * S;
+        if (kind == 0) {
+          float m = -std::numeric_limits<float>::infinity();
+          for (int64_t i = 0; i < S; ++i) m = xc[i] > m ? xc[i] : m;
+          py[t] = m;
+        } else if (kind == 1) {
+          float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+          int64_t i = 0;
+          for (; i + 8 <= S; i += 8)
+            for (int k = 0; k < 8; ++k) acc[k] += xc[i + k];
+          float sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+          for (; i < S; ++i) sum += xc[i];
+          py[t] = sum / static_cast<float>(S);
+        } else {
+          double sum = 0;
+          for (int64_t i = 0; i < S; ++i) sum += std::pow(std::abs(xc[i]), p);
+          py[t] = static_cast<float>(std::pow(sum, 1.0 / p));
+        }
+      }
+    });
+    out[0] = std::move(y);
+  };
+}
+
+}  // namespace ptq::runtime::ops
