@@ -10,6 +10,7 @@
 #include "lib/driver/inspect.h"
 #include "lib/driver/quantize_job.h"
 #include "lib/pipeline/pass_registry.h"
+#include "lib/runtime/run_model.h"
 #include "lib/util/error.h"
 
 namespace {
@@ -93,6 +94,14 @@ int main(int argc, char** argv) {
                                 ->check(CLI::IsMember({"qdq", "matmulnbits"}));
   unpack->add_flag("--external-data", unpack_external, "Write weights to OUTPUT.data beside the model");
 
+  ptq::runtime::RunModelOptions run_opts;
+  auto* run = app.add_subcommand("run", "Run a model on the built-in CPU executor");
+  run->add_option("model", run_opts.model_path, "Input .onnx model")->required();
+  run->add_option("-i,--input", run_opts.inputs, "NAME=FILE (.npy/.npz/.pb), or one .npz feeding every input (repeatable)");
+  run->add_option("--output-name", run_opts.outputs, "Value to return (repeatable; default: the graph outputs)");
+  run->add_option("-o,--output", run_opts.output_path, "Write outputs: FILE.npz, FILE.npy (one output) or a folder");
+  run->add_option("-j,--threads", run_opts.threads, "Worker threads (0 = all cores)")->check(CLI::Range(0, 4096));
+
   auto* passes = app.add_subcommand("passes", "List the passes a config's pipeline can name, with their options");
 
   try {
@@ -132,6 +141,10 @@ int main(int argc, char** argv) {
       std::optional<ptq::pipeline::OutputFormat> f;
       if (*unpack_format_opt) f = ptq::pipeline::parseOutputFormat(unpack_format, "--format");
       ptq::driver::unpackModel(unpack_in, unpack_out, f, unpack_external);
+    } else if (*run) {
+      auto r = ptq::runtime::runModelCommand(run_opts);
+      std::cout << r.summary;
+      spdlog::info("ran in {:.3f} s", r.seconds);
     } else if (*passes) {
       printPasses();
     }
