@@ -30,6 +30,8 @@
 //            "codes": blob (numel codes of `bits` bits, row-major over shape, a little-endian bit
 //            stream, lowest bit first; signed codes as two's complement in `bits` bits),
 //            "scales": blob (float32, scale_shape), "zero_points": blob | null (codes' packing)}].
+//   "activations": [{"name", "dtype" (ONNX TensorProto data type), "scale", "zero_point"}]: per-tensor
+//            activation quantization (the qdq pass), lowered to QuantizeLinear/DequantizeLinear on unpack.
 //   value = (code - zero_point) * scale; scale_shape is [] (tensor), [dim(axis)] (channel), or the
 //   weight's shape with dim(axis) divided into ceil(dim / block_size) blocks (block).
 //

@@ -209,6 +209,21 @@ PackedModel readPacked(const std::string& path) {
       }
     };
     pm.model = onnx_io::loadEmbeddedModel(std::string(reinterpret_cast<const char*>(gp), gn), path, opts);
+    for (const auto& a : l.header.value("activations", json::array())) {
+      const std::string name = a.at("name");
+      ir::Value* v = pm.model.graph->findValue(name);
+      if (!v) throwInput(path + ": activation '" + name + "' is not in the graph");
+      auto q = std::make_shared<ir::ActivationQuant>();
+      q->dtype = static_cast<ir::DType>(a.at("dtype").get<int>());
+      q->scale = ir::Tensor::fromFloats({}, {a.at("scale").get<float>()});
+      q->zero_point = ir::Tensor(q->dtype, {});
+      const int64_t z = a.at("zero_point");
+      if (q->dtype == ir::DType::kInt16 || q->dtype == ir::DType::kUInt16)
+        *q->zero_point.mutableData<uint16_t>() = static_cast<uint16_t>(z);
+      else
+        *q->zero_point.mutableData<uint8_t>() = static_cast<uint8_t>(z & (ir::dtypeBits(q->dtype) == 4 ? 0xf : 0xff));
+      v->act_quant = q;
+    }
   } catch (const nlohmann::json::exception& e) {
     throwInput(path + ": malformed .ptq header: " + e.what());
   }

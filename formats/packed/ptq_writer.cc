@@ -116,6 +116,18 @@ PackStats writePacked(const ir::Model& model, const std::string& path, const Pro
     e["zero_points"] = q.zero_points.empty() ? json(nullptr) : json(blobs.addOwned("zero_points:" + v->name(), packCodes(q.zero_points, q.bits)));
     quantized.push_back(e);
   }
+  // Activation quantization parameters (qdq pass): per-tensor scale and zero point as numbers.
+  json activations = json::array();
+  auto addActivation = [&](const ir::Value* v) {
+    if (!v || !v->act_quant) return;
+    const ir::ActivationQuant& a = *v->act_quant;
+    const int64_t zero = a.zero_point.toInt64s().at(0);
+    activations.push_back({{"name", v->name()}, {"dtype", static_cast<int>(a.dtype)}, {"scale", a.scale.data<float>()[0]},
+                           {"zero_point", zero}});
+  };
+  for (ir::Value* v : model.graph->inputs()) addActivation(v);
+  for (ir::Node* n : model.graph->nodes())
+    for (ir::Value* v : n->outputs()) addActivation(v);
   const std::string graph_bytes = onnx_io::serializeModelWithPlacement(model, place);
   const size_t graph_blob = blobs.add("graph", graph_bytes.data(), graph_bytes.size());
 
@@ -136,6 +148,7 @@ PackStats writePacked(const ir::Model& model, const std::string& path, const Pro
                {{"blob", graph_blob}, {"encoding", "onnx.ModelProto"}, {"nodes", model.graph->numNodes()},
                 {"inputs", inputs}, {"outputs", outputs}}},
               {"quantized", quantized},
+              {"activations", activations},
               {"blobs", blobs.describe()}};
   const std::string header_text = header.dump();
 

@@ -47,10 +47,14 @@ TEST_CASE("quantize writes a model and a report; inspect and passes run", "[cli]
 
 TEST_CASE("same input and config give byte-identical output at 1 and 2 threads", "[cli][determinism]") {
   const std::string dir = tempDir("cli_det");
-  for (const char* preset : {"w8a16", "w4a16"}) {
+  const std::string calib = " --calib x=" + std::string(PTQ_SOURCE_DIR) + "/tests/data/digits_test_x_256x1x20x20_f32.bin --calib-samples 64";
+  for (const char* preset_name : {"w8a16", "w4a16", "w8a8", "w4a8"}) {
+    const std::string preset = preset_name;
     INFO(preset);
+    const std::string extra = preset.find("a8") != std::string::npos ? calib : "";
     for (const char* t : {"1", "2"}) {
-      auto r = runCommand(quantizeCmd("'" + kModel + "' --config " + preset + " -o '" + dir + "/q" + t + ".onnx' -q --threads " + t));
+      auto r = runCommand(quantizeCmd("'" + kModel + "' --config " + preset + extra + " -o '" + dir + "/q" + t + ".onnx' -q --threads " + t));
+      INFO(r.output);
       REQUIRE(r.exit_code == 0);
     }
     CHECK(readAll(dir + "/q1.onnx") == readAll(dir + "/q2.onnx"));

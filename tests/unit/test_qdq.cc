@@ -1,0 +1,159 @@
+// Activation quantization: Q/DQ structure and hand-checked scales on a tiny graph, calibration data
+// errors, and in ONNX Runtime: W8A8 digits agreement, integer kernels, W8A8 language-model perplexity.
+#include <catch2/catch.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <sstream>
+
+#include "formats/onnx/lower_activations.h"
+#include "formats/onnx/lower_weights.h"
+#include "formats/onnx/onnx_io.h"
+#include "lib/calib/calibration.h"
+#include "lib/calib/npy.h"
+#include "lib/ir/verifier.h"
+#include "lib/pipeline/pass_manager.h"
+#include "support/run_command.h"
+#include "support/test_paths.h"
+
+using namespace ptq;
+using nlohmann::json;
+
+namespace {
+
+const std::string kSrc = PTQ_SOURCE_DIR;
+
+json lastJson(const std::string& out) {
+  std::istringstream in(out);
+  std::string line, last;
+  while (std::getline(in, line))
+    if (!line.empty() && line[0] == '{') last = line;
+  return last.empty() ? json() : json::parse(last);
+}
+
+json ort(const std::string& args) {
+  auto r = test::runCommand(test::ortScript() + " " + args);
+  INFO("ort_run.js " << args << "\n" << r.output);
+  REQUIRE(r.exit_code == 0);
+  return lastJson(r.output);
+}
+
+}  // namespace
+
+TEST_CASE("qdq inserts one Q/DQ pair per activation with MinMax scale and zero point", "[qdq]") {
+  const std::string dir = test::tempDir("qdq_small");
+  ir::Model m = onnx_io::parseModelText(R"(
+<ir_version: 8, opset_import: ["" : 17]>
+g (float[N, 2] x) => (float[N, 2] y)
+<float[2, 2] w = {1, 0, 0, 1}, float[2, 2] w2 = {2, 0, 0, 2}>
+{ h = MatMul(x, w)
+  y = MatMul(h, w2) }
+)");
+  // x in [-1, 3]: uint8 asymmetric scale 4/255, zero round(1 / (4/255)) = round(63.75) = 64.
+  calib::writeNpy(dir + "/x.npy", ir::Tensor::fromFloats({4, 2}, {-1, 0, 3, 1, 0.5f, 2, 0, 0}));
+  pipeline::QuantConfig config = pipeline::parseConfig(R"({"pipeline": ["rtn", "qdq"],
+    "activations": {"bits": 8, "symmetric": false, "observer": "minmax"}})", "t.json");
+  calib::CalibrationSpec spec;
+  spec.named_files = {{"x", dir + "/x.npy"}};
+  spec.batch_size = 3;  // two batches: the observer must combine them
+  calib::CalibrationSet set = calib::CalibrationSet::load(spec, *m.graph);
+  CHECK(set.numBatches() == 2);
+  pipeline::Report report;
+  pipeline::PassContext ctx{config, report, 0, 0, &set};
+  pipeline::PassManager::fromConfig(config, true).run(m, ctx);
+  onnx_io::quantizeBiases(m, report);
+  onnx_io::lowerQuantizedWeights(m, {}, report);
+  onnx_io::lowerActivations(m, report);
+  REQUIRE(ir::verifyGraph(*m.graph).empty());
+  int q = 0, dq = 0;
+  ir::Node* qx = nullptr;
+  for (ir::Node* n : m.graph->nodes()) {
+    if (n->opType() == "QuantizeLinear") {
+      ++q;
+      if (n->input(0)->name() == "x") qx = n;
+    }
+    if (n->opType() == "DequantizeLinear") ++dq;
+  }
+  // x and h; y is a graph output nobody reads, which stays float (quantizing logits would only
+  // add error to what the user reads).
+  CHECK(q == 2);
+  CHECK(dq == 2 + 2);  // + two weights
+  REQUIRE(qx);
+  CHECK(qx->input(1)->initializer.data<float>()[0] == Approx(4.0f / 255));
+  CHECK(qx->input(2)->initializer.dtype() == ir::DType::kUInt8);
+  CHECK(qx->input(2)->initializer.data<uint8_t>()[0] == 64);
+  CHECK(m.graph->outputs()[0]->name() == "y");
+  CHECK(m.graph->outputs()[0]->producer()->opType() == "MatMul");
+}
+
+TEST_CASE("calibration data errors name the input and the file", "[qdq][errors]") {
+  const std::string dir = test::tempDir("qdq_errors");
+  const std::string tool = "'" + test::toolPath() + "'";
+  const std::string model = kSrc + "/tests/data/digits_cnn.onnx";
+  calib::writeNpy(dir + "/wrong_shape.npy", ir::Tensor(ir::DType::kFloat32, {4, 1, 10, 10}));
+  calib::writeNpy(dir + "/ints.npy", ir::Tensor(ir::DType::kInt64, {4, 1, 20, 20}));
+  struct Case {
+    std::string args;
+    int code;
+    std::string fragment;
+  };
+  const std::vector<Case> cases = {
+      {"--config w8a8", 1, "pass 'qdq' needs calibration data"},
+      {"--config w8a8 --calib y=" + dir + "/wrong_shape.npy", 2, "has no input 'y'"},
+      {"--config w8a8 --calib x=" + dir + "/wrong_shape.npy", 2, "dimension 2 must be 20"},
+      {"--config w8a8 --calib x=" + dir + "/ints.npy", 2, "is int64, the model expects float32"},
+      {"--config w8a8 --calib x=" + dir + "/missing.npy", 2, "missing.npy"},
+      {"--config w8a8 --calib " + dir + "/nothing.txt", 1, "expected NAME=FILE"},
+  };
+  for (const auto& c : cases) {
+    auto r = test::runCommand(tool + " quantize '" + model + "' " + c.args + " -o " + dir + "/o.onnx");
+    INFO(c.args << "\n" << r.output);
+    CHECK(r.exit_code == c.code);
+    CHECK_THAT(r.output, Catch::Contains(c.fragment));
+    CHECK_FALSE(test::fileExists(dir + "/o.onnx"));
+  }
+}
+
+TEST_CASE("W8A8 digits CNN in ONNX Runtime: agreement, integer kernels, latency", "[ort][qdq]") {
+  PTQ_REQUIRE_ORT();
+  PTQ_REQUIRE_ZOO();
+  const std::string dir = test::tempDir("qdq_digits");
+  const std::string model = kSrc + "/tests/data/digits_cnn.onnx";
+  auto r = test::runCommand("'" + test::toolPath() + "' quantize '" + model + "' --config w8a8 --calib x=" +
+                            test::zooFile("calib_x_256x1x20x20_f32.bin") + " -o " + dir + "/q.onnx -q");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  const std::string data = "'" + test::zooFile("test_x_1000x1x20x20_f32.bin") + "' '" + test::zooFile("test_y_1000_i64.bin") +
+                           "' --shape 1000x1x20x20";
+  for (const char* opt : {"basic", "all"}) {
+    json a = ort("accuracy " + dir + "/q.onnx " + data + " --agree '" + model + "' --opt " + opt);
+    WARN("digits W8A8 (ORT opt " << opt << "): accuracy " << a["accuracy"] << ", top-1 agreement with fp32 " << a["agreement"]);
+    CHECK(a["agreement"].get<double>() >= 0.995);
+  }
+  json o = ort("optimized " + dir + "/q.onnx " + dir + "/q.ort.onnx --opt all");
+  const int qlinear_conv = o["ops"].value("com.microsoft:QLinearConv", 0) + o["ops"].value("QLinearConv", 0);
+  WARN("ORT optimized W8A8 digits ops: " << o["ops"].dump());
+  CHECK(qlinear_conv == 5);  // every Conv runs as an integer kernel
+  json fp = ort("compare '" + model + "' '" + model + "' --batch 64 --opt all");
+  json qq = ort("compare " + dir + "/q.onnx " + dir + "/q.onnx --batch 64 --opt all");
+  WARN("ORT latency, batch 64, opt all: fp32 " << fp["a_ms"] << " ms, W8A8 " << qq["a_ms"] << " ms");
+}
+
+TEST_CASE("W8A8 language models stay within 2% perplexity in ONNX Runtime", "[ort][qdq][zoo]") {
+  PTQ_REQUIRE_ORT();
+  PTQ_REQUIRE_ZOO();
+  const std::string dir = test::tempDir("qdq_lm");
+  for (const char* name : {"llama-jargon", "gpt-fortunes"}) {
+    const std::string model = test::zooFile(std::string(name) + ".onnx");
+    const std::string val = test::zooFile(std::string(name) + ".val.i64");
+    const std::string out = dir + "/" + name + ".w8a8.onnx";
+    auto r = test::runCommand("'" + test::toolPath() + "' quantize '" + model + "' --config w8a8 --calib '" +
+                              test::zooFile(std::string(name) + ".calib.i64") + "' --calib-shape 64x128 -o " + out + " -q");
+    INFO(r.output);
+    REQUIRE(r.exit_code == 0);
+    const double fp32 = ort("ppl '" + model + "' '" + val + "'")["ppl"].get<double>();
+    const double ppl = ort("ppl " + out + " '" + val + "'")["ppl"].get<double>();
+    WARN(name << " W8A8: perplexity " << ppl << " (fp32 " << fp32 << ", +" << 100.0 * (ppl / fp32 - 1) << "%)");
+    CHECK(ppl <= fp32 * 1.02);
+  }
+}
