@@ -102,27 +102,7 @@ class Lowering {
   }
 
  private:
-  void record(Value* w, const std::string& form, int64_t bytes_after) {
-    const QW& q = *w->quant;
-    pipeline::LayerRecord r;
-    ir::Node* reader = w->uses().empty() ? nullptr : w->uses()[0].node;
-    r.node = reader ? reader->name : "";
-    r.op_type = reader ? reader->opType() : "";
-    r.weight = w->name();
-    r.shape = w->initializer.shape();
-    r.action = "quantized (" + (q.method.empty() ? std::string("rtn") : q.method) + ")";
-    r.bits = q.bits;
-    r.granularity = granularityName(q);
-    r.group_size = q.block_size;
-    r.symmetric = q.symmetric;
-    r.mse = q.mse;
-    r.sqnr_db = q.sqnr_db;
-    r.bytes_before = static_cast<int64_t>(w->initializer.nbytes());
-    r.bytes_after = bytes_after;
-    r.form = form;
-    if (pipeline::LayerRecord* existing = report_.findLayer(w->name())) *existing = r;
-    else report_.layers.push_back(r);
-  }
+  void record(Value* w, const std::string& form, int64_t bytes_after) { recordQuantizedLayer(*w, form, bytes_after, report_); }
 
   ir::Node* firstNode() const {
     auto nodes = g_.nodes();
@@ -233,6 +213,28 @@ class Lowering {
 };
 
 }  // namespace
+
+void recordQuantizedLayer(const ir::Value& w, const std::string& form, int64_t bytes_after, pipeline::Report& report) {
+  const QW& q = *w.quant;
+  pipeline::LayerRecord r;
+  const ir::Node* reader = w.uses().empty() ? nullptr : w.uses()[0].node;
+  r.node = reader ? reader->name : "";
+  r.op_type = reader ? reader->opType() : "";
+  r.weight = w.name();
+  r.shape = w.initializer.shape();
+  r.action = "quantized (" + (q.method.empty() ? std::string("rtn") : q.method) + ")";
+  r.bits = q.bits;
+  r.granularity = granularityName(q);
+  r.group_size = q.block_size;
+  r.symmetric = q.symmetric;
+  r.mse = q.mse;
+  r.sqnr_db = q.sqnr_db;
+  r.bytes_before = static_cast<int64_t>(w.initializer.nbytes());
+  r.bytes_after = bytes_after;
+  r.form = form;
+  if (pipeline::LayerRecord* existing = report.findLayer(w.name())) *existing = r;
+  else report.layers.push_back(r);
+}
 
 void lowerQuantizedWeights(ir::Model& model, const LoweringOptions& opts, pipeline::Report& report) {
   Lowering(model, opts, report).run();

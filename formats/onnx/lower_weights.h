@@ -22,4 +22,8 @@ struct LoweringOptions {
 
 void lowerQuantizedWeights(ir::Model& model, const LoweringOptions& opts, pipeline::Report& report);
 
+// Puts the report record of a quantized (not yet lowered) weight into `report`, replacing an earlier
+// one for the same weight: its first reader, bits, granularity, error figures, bytes, and `form`.
+void recordQuantizedLayer(const ir::Value& w, const std::string& form, int64_t bytes_after, pipeline::Report& report);
+
 }  // namespace ptq::onnx_io

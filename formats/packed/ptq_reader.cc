@@ -15,6 +15,7 @@
 #include "formats/packed/ptq_file.h"
 #include "lib/quant/bitpack.h"
 #include "lib/util/error.h"
+#include "lib/util/hash.h"
 
 namespace ptq::packed {
 
@@ -44,12 +45,6 @@ MappedFile mapFile(const std::string& path) {
   const size_t size = m.size;
   m.base = std::shared_ptr<const void>(p, [size](const void* q) { ::munmap(const_cast<void*>(q), size); });
   return m;
-}
-
-std::string hex64(uint64_t v) {
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
-  return buf;
 }
 
 // The parsed preamble and header, with blob bounds checked.

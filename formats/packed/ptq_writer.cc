@@ -9,18 +9,13 @@
 #include "lib/quant/bitpack.h"
 #include "lib/util/atomic_file.h"
 #include "lib/util/error.h"
+#include "lib/util/hash.h"
 
 namespace ptq::packed {
 
 using nlohmann::json;
 
 namespace {
-
-std::string hex64(uint64_t v) {
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
-  return buf;
-}
 
 uint64_t alignUp(uint64_t v) { return (v + kPtqAlign - 1) / kPtqAlign * kPtqAlign; }
 

@@ -10,6 +10,7 @@
 
 #include "lib/calib/npy.h"
 #include "lib/util/error.h"
+#include "lib/util/hash.h"
 
 namespace ptq::calib {
 
@@ -18,12 +19,6 @@ namespace {
 bool isFile(const std::string& p) {
   struct stat st {};
   return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
-
-std::string hex64(uint64_t v) {
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
-  return buf;
 }
 
 ir::Tensor readTokens(const std::string& path, std::vector<int64_t> shape) {

@@ -47,28 +47,10 @@ void checkWritableTarget(const std::string& path, const std::string& what) {
   if (::access(dir.c_str(), W_OK) != 0) throwOutput(path + ": " + what + " folder '" + dir + "' is not writable");
 }
 
-void recordPackedLayer(pipeline::Report& report, const ir::Value& w) {
-  const ir::QuantizedWeight& q = *w.quant;
-  pipeline::LayerRecord r;
-  const ir::Node* reader = w.uses().empty() ? nullptr : w.uses()[0].node;
-  r.node = reader ? reader->name : "";
-  r.op_type = reader ? reader->opType() : "";
-  r.weight = w.name();
-  r.shape = w.initializer.shape();
-  r.action = "quantized (" + q.method + ")";
-  r.bits = q.bits;
-  r.granularity = q.granularity == ir::QuantizedWeight::Granularity::kPerTensor ? "tensor"
-                  : q.granularity == ir::QuantizedWeight::Granularity::kPerChannel ? "channel" : "group";
-  r.group_size = q.block_size;
-  r.symmetric = q.symmetric;
-  r.mse = q.mse;
-  r.sqnr_db = q.sqnr_db;
-  r.bytes_before = static_cast<int64_t>(w.initializer.nbytes());
-  r.bytes_after = (q.codes.numel() * q.bits + 7) / 8 + static_cast<int64_t>(q.scales.nbytes()) +
-                  (q.zero_points.empty() ? 0 : (q.zero_points.numel() * q.bits + 7) / 8);
-  r.form = "packed";
-  if (pipeline::LayerRecord* existing = report.findLayer(w.name())) *existing = r;
-  else report.layers.push_back(r);
+// Packed size of a weight's codes, scales and zero points at their true bit width.
+int64_t packedBytes(const ir::QuantizedWeight& q) {
+  return (q.codes.numel() * q.bits + 7) / 8 + static_cast<int64_t>(q.scales.nbytes()) +
+         (q.zero_points.empty() ? 0 : (q.zero_points.numel() * q.bits + 7) / 8);
 }
 
 // Folds the command line's --calib arguments into the config's calibration spec.
@@ -193,7 +175,7 @@ pipeline::Report runQuantize(const QuantizeOptions& opts) {
     if (calibration) prov.calibration_digest = calibration->digest();
     // The report's per-layer records come from the annotations, as the lowering would write them.
     for (ir::Value* v : model.graph->initializers())
-      if (v->quant) recordPackedLayer(report, *v);
+      if (v->quant) onnx_io::recordQuantizedLayer(*v, "packed", packedBytes(*v->quant), report);
     spdlog::info("writing {}", opts.output_path);
     packed::writePacked(model, opts.output_path, prov, unpack_form);
     report.output_bytes = fileSize(opts.output_path);

@@ -23,6 +23,15 @@ inline std::string zooFile(const std::string& name) {
   return d.empty() ? "" : d + "/" + name;
 }
 
+// A PP-OCRv4 model file fetched by scripts/fetch-ocr-models.sh; empty when not fetched.
+inline std::string ocrModel(const std::string& name) {
+  const char* cache = std::getenv("PTQ_CACHE");
+  const char* home = std::getenv("HOME");
+  const std::string base = cache ? cache : std::string(home ? home : "/root") + "/.cache/ptq-tool";
+  const std::string p = base + "/ocr/ocr-models-1.4.2/package/assets/" + name;
+  return fileExists(p) ? p : "";
+}
+
 // A fresh empty folder under the build tree for one test.
 inline std::string tempDir(const std::string& name) {
   const std::string d = std::string(PTQ_BINARY_DIR) + "/test-tmp/" + name;

@@ -6,9 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include <sstream>
-
-#include "support/run_command.h"
+#include "support/ort.h"
 #include "support/test_paths.h"
 
 using namespace ptq::test;
@@ -18,34 +16,11 @@ namespace {
 
 const std::string kSrc = PTQ_SOURCE_DIR;
 
-// The last JSON object line the script printed.
-json lastJson(const std::string& out) {
-  std::istringstream in(out);
-  std::string line, last;
-  while (std::getline(in, line))
-    if (!line.empty() && line[0] == '{') last = line;
-  return last.empty() ? json() : json::parse(last);
-}
-
-json ort(const std::string& args) {
-  auto r = runCommand(ortScript() + " " + args);
-  INFO("ort_run.js " << args << "\n" << r.output);
-  REQUIRE(r.exit_code == 0);
-  return lastJson(r.output);
-}
-
 void quantize(const std::string& model, const std::string& preset, const std::string& format, const std::string& out) {
   auto r = runCommand("'" + toolPath() + "' quantize '" + model + "' --config " + preset + " --format " + format + " -o '" +
                       out + "' -q");
   INFO(r.output);
   REQUIRE(r.exit_code == 0);
-}
-
-std::string ocrModel(const std::string& name) {
-  const char* cache = std::getenv("PTQ_CACHE");
-  const std::string base = cache ? cache : std::string(std::getenv("HOME") ? std::getenv("HOME") : "/root") + "/.cache/ptq-tool";
-  const std::string p = base + "/ocr/ocr-models-1.4.2/package/assets/" + name;
-  return fileExists(p) ? p : "";
 }
 
 }  // namespace
@@ -71,7 +46,7 @@ TEST_CASE("load -> save leaves every model's outputs identical in ONNX Runtime",
       auto r = runCommand("'" + toolPath() + "' convert '" + m.path + "' -o '" + out + "'" + ext + " -q");
       INFO(m.path << ext << "\n" << r.output);
       REQUIRE(r.exit_code == 0);
-      json s = ort("compare '" + m.path + "' '" + out + "' " + m.args);
+      json s = ortJson("compare '" + m.path + "' '" + out + "' " + m.args);
       WARN("round trip" << ext << " " << m.path << ": max_abs " << s["max_abs"]);
       CHECK(s["max_abs"].get<double>() == 0.0);
     }
@@ -89,12 +64,12 @@ TEST_CASE("w8a16 and w4a16 in both forms: digits CNN accuracy in ONNX Runtime", 
     y = zooFile("test_y_1000_i64.bin");
     shape = "1000x1x20x20";
   }
-  const double fp32 = ort("accuracy '" + model + "' '" + x + "' '" + y + "' --shape " + shape)["accuracy"].get<double>();
+  const double fp32 = ortJson("accuracy '" + model + "' '" + x + "' '" + y + "' --shape " + shape)["accuracy"].get<double>();
   for (const char* preset : {"w8a16", "w4a16"})
     for (const char* format : {"qdq", "matmulnbits"}) {
       const std::string out = dir + "/" + preset + "." + format + ".onnx";
       quantize(model, preset, format, out);
-      json a = ort("accuracy '" + out + "' '" + x + "' '" + y + "' --shape " + shape + " --agree '" + model + "'");
+      json a = ortJson("accuracy '" + out + "' '" + x + "' '" + y + "' --shape " + shape + " --agree '" + model + "'");
       WARN("digits " << preset << " " << format << ": accuracy " << a["accuracy"] << " (fp32 " << fp32 << "), agreement "
                      << a["agreement"]);
       const double min_agree = std::string(preset) == "w8a16" ? 0.995 : 0.95;
@@ -109,12 +84,12 @@ TEST_CASE("w8a16 and w4a16 in both forms: language-model perplexity in ONNX Runt
   for (const char* name : {"llama-jargon", "gpt-fortunes"}) {
     const std::string model = zooFile(std::string(name) + ".onnx");
     const std::string val = zooFile(std::string(name) + ".val.i64");
-    const double fp32 = ort("ppl '" + model + "' '" + val + "'")["ppl"].get<double>();
+    const double fp32 = ortJson("ppl '" + model + "' '" + val + "'")["ppl"].get<double>();
     for (const char* preset : {"w8a16", "w4a16"})
       for (const char* format : {"qdq", "matmulnbits"}) {
         const std::string out = dir + "/" + name + "." + preset + "." + format + ".onnx";
         quantize(model, preset, format, out);
-        const double ppl = ort("ppl '" + out + "' '" + val + "'")["ppl"].get<double>();
+        const double ppl = ortJson("ppl '" + out + "' '" + val + "'")["ppl"].get<double>();
         WARN(name << " " << preset << " " << format << ": perplexity " << ppl << " (fp32 " << fp32 << ", +"
                   << 100.0 * (ppl / fp32 - 1) << "%)");
         const double max_increase = std::string(preset) == "w8a16" ? 0.01 : 0.10;
@@ -141,7 +116,7 @@ TEST_CASE("w8a16 and w4a16 in both forms: PP-OCRv4 det and rec run in ONNX Runti
       for (const char* format : {"qdq", "matmulnbits"}) {
         const std::string out = dir + "/" + m.file + "." + preset + "." + format + ".onnx";
         quantize(model, preset, format, out);
-        json s = ort("compare '" + model + "' '" + out + "' --dims " + m.dims);
+        json s = ortJson("compare '" + model + "' '" + out + "' --dims " + m.dims);
         WARN(m.file << " " << preset << " " << format << ": min cosine " << s["min_cosine"] << ", max_abs " << s["max_abs"]);
         // On noise input: rec measured 0.992 (w8) / 0.947 (w4), one 1x1 conv (conv2d_170) costing most of it;
         // the detector maps noise to an all-zero map, so only "it runs" is checked for det here.

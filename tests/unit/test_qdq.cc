@@ -4,8 +4,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include <sstream>
-
 #include "formats/onnx/lower_activations.h"
 #include "formats/onnx/lower_weights.h"
 #include "formats/onnx/onnx_io.h"
@@ -13,7 +11,7 @@
 #include "lib/calib/npy.h"
 #include "lib/ir/verifier.h"
 #include "lib/pipeline/pass_manager.h"
-#include "support/run_command.h"
+#include "support/ort.h"
 #include "support/test_paths.h"
 
 using namespace ptq;
@@ -22,21 +20,6 @@ using nlohmann::json;
 namespace {
 
 const std::string kSrc = PTQ_SOURCE_DIR;
-
-json lastJson(const std::string& out) {
-  std::istringstream in(out);
-  std::string line, last;
-  while (std::getline(in, line))
-    if (!line.empty() && line[0] == '{') last = line;
-  return last.empty() ? json() : json::parse(last);
-}
-
-json ort(const std::string& args) {
-  auto r = test::runCommand(test::ortScript() + " " + args);
-  INFO("ort_run.js " << args << "\n" << r.output);
-  REQUIRE(r.exit_code == 0);
-  return lastJson(r.output);
-}
 
 }  // namespace
 
@@ -126,16 +109,16 @@ TEST_CASE("W8A8 digits CNN in ONNX Runtime: agreement, integer kernels, latency"
   const std::string data = "'" + test::zooFile("test_x_1000x1x20x20_f32.bin") + "' '" + test::zooFile("test_y_1000_i64.bin") +
                            "' --shape 1000x1x20x20";
   for (const char* opt : {"basic", "all"}) {
-    json a = ort("accuracy " + dir + "/q.onnx " + data + " --agree '" + model + "' --opt " + opt);
+    json a = test::ortJson("accuracy " + dir + "/q.onnx " + data + " --agree '" + model + "' --opt " + opt);
     WARN("digits W8A8 (ORT opt " << opt << "): accuracy " << a["accuracy"] << ", top-1 agreement with fp32 " << a["agreement"]);
     CHECK(a["agreement"].get<double>() >= 0.995);
   }
-  json o = ort("optimized " + dir + "/q.onnx " + dir + "/q.ort.onnx --opt all");
+  json o = test::ortJson("optimized " + dir + "/q.onnx " + dir + "/q.ort.onnx --opt all");
   const int qlinear_conv = o["ops"].value("com.microsoft:QLinearConv", 0) + o["ops"].value("QLinearConv", 0);
   WARN("ORT optimized W8A8 digits ops: " << o["ops"].dump());
   CHECK(qlinear_conv == 5);  // every Conv runs as an integer kernel
-  json fp = ort("compare '" + model + "' '" + model + "' --batch 64 --opt all");
-  json qq = ort("compare " + dir + "/q.onnx " + dir + "/q.onnx --batch 64 --opt all");
+  json fp = test::ortJson("compare '" + model + "' '" + model + "' --batch 64 --opt all");
+  json qq = test::ortJson("compare " + dir + "/q.onnx " + dir + "/q.onnx --batch 64 --opt all");
   WARN("ORT latency, batch 64, opt all: fp32 " << fp["a_ms"] << " ms, W8A8 " << qq["a_ms"] << " ms");
 }
 
@@ -151,8 +134,8 @@ TEST_CASE("W8A8 language models stay within 2% perplexity in ONNX Runtime", "[or
                               test::zooFile(std::string(name) + ".calib.i64") + "' --calib-shape 64x128 -o " + out + " -q");
     INFO(r.output);
     REQUIRE(r.exit_code == 0);
-    const double fp32 = ort("ppl '" + model + "' '" + val + "'")["ppl"].get<double>();
-    const double ppl = ort("ppl " + out + " '" + val + "'")["ppl"].get<double>();
+    const double fp32 = test::ortJson("ppl '" + model + "' '" + val + "'")["ppl"].get<double>();
+    const double ppl = test::ortJson("ppl " + out + " '" + val + "'")["ppl"].get<double>();
     WARN(name << " W8A8: perplexity " << ppl << " (fp32 " << fp32 << ", +" << 100.0 * (ppl / fp32 - 1) << "%)");
     CHECK(ppl <= fp32 * 1.02);
   }

@@ -182,17 +182,10 @@ Tensor strokesImage(int64_t h, int64_t w, const float mean[3], const float stdev
       }
   return t;
 }
-
-std::string ocrModel(const std::string& name) {
-  const char* cache = std::getenv("PTQ_CACHE");
-  const std::string base = cache ? cache : std::string(std::getenv("HOME") ? std::getenv("HOME") : "/root") + "/.cache/ptq-tool";
-  const std::string p = base + "/ocr/ocr-models-1.4.2/package/assets/" + name;
-  return ptq::test::fileExists(p) ? p : "";
-}
 }  // namespace
 
 TEST_CASE("executor agrees with ONNX Runtime on PP-OCRv4 det and rec", "[runtime][ocr]") {
-  const std::string det = ocrModel("ch_PP-OCRv4_det_infer.onnx"), rec = ocrModel("ch_PP-OCRv4_rec_infer.onnx");
+  const std::string det = ptq::test::ocrModel("ch_PP-OCRv4_det_infer.onnx"), rec = ptq::test::ocrModel("ch_PP-OCRv4_rec_infer.onnx");
   if (det.empty() || rec.empty()) {
     WARN("skipped: PP-OCRv4 models not fetched (scripts/fetch-ocr-models.sh)");
     return;
