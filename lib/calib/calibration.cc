@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <random>
 
 #include <xxhash.h>
@@ -179,7 +180,9 @@ CalibrationSet CalibrationSet::load(const CalibrationSpec& spec, const ir::Graph
     found[in->name()] = {synthesize(*in, spec.synthetic_samples, rng), "<synthetic>"};
   }
   int64_t samples = -1;
-  XXH64_state_t* h = XXH64_createState();
+  // Freed on every path: a bad input below throws.
+  std::unique_ptr<XXH64_state_t, decltype(&XXH64_freeState)> state(XXH64_createState(), &XXH64_freeState);
+  XXH64_state_t* h = state.get();
   XXH64_reset(h, 0);
   for (ir::Value* in : inputs) {
     auto& [t, file] = found.at(in->name());
@@ -203,7 +206,6 @@ CalibrationSet CalibrationSet::load(const CalibrationSpec& spec, const ir::Graph
     set.inputs_.emplace_back(in->name(), t);
   }
   set.digest_ = hex64(XXH64_digest(h));
-  XXH64_freeState(h);
   set.samples_ = std::max<int64_t>(samples, 0);
   if (spec.samples > 0) set.samples_ = std::min(set.samples_, spec.samples);
   if (set.samples_ == 0) throwInput("calibration data holds no samples");
