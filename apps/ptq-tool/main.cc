@@ -66,7 +66,8 @@ int main(int argc, char** argv) {
   quantize->add_option("--accuracy-level", q.accuracy_level, "MatMulNBits accuracy_level (0 = unset, 4 = int8 compute)")
       ->check(CLI::IsMember({0, 1, 2, 3, 4}));
 
-  quantize->add_option("--calib", q.calib, "Calibration data: NAME=FILE (.npy/.npz/.pb), a folder of NAME.npy, or tokens.i64 (repeatable)");
+  quantize->add_option("--calib", q.calib, "Calibration data: NAME=FILE (.npy/.npz/.pb/.bin), a folder of NAME.npy, or tokens.i64 (repeatable)")
+      ->allow_extra_args(false);
   quantize->add_option("--calib-shape", q.calib_shape, "Shape of a token file, SAMPLESxSEQ (default Nx128)");
   quantize->add_option("--calib-samples", q.calib_samples, "Use at most this many calibration samples")->check(CLI::NonNegativeNumber);
   quantize->add_option("--calib-batch", q.calib_batch, "Calibration batch size (default 8)")->check(CLI::NonNegativeNumber);
@@ -97,8 +98,10 @@ int main(int argc, char** argv) {
   ptq::runtime::RunModelOptions run_opts;
   auto* run = app.add_subcommand("run", "Run a model on the built-in CPU executor");
   run->add_option("model", run_opts.model_path, "Input .onnx model")->required();
-  run->add_option("-i,--input", run_opts.inputs, "NAME=FILE (.npy/.npz/.pb), or one .npz feeding every input (repeatable)");
-  run->add_option("--output-name", run_opts.outputs, "Value to return (repeatable; default: the graph outputs)");
+  run->add_option("-i,--input", run_opts.inputs, "NAME=FILE (.npy/.npz/.pb), or one .npz feeding every input (repeatable)")
+      ->allow_extra_args(false);
+  run->add_option("--output-name", run_opts.outputs, "Value to return (repeatable; default: the graph outputs)")
+      ->allow_extra_args(false);
   run->add_option("-o,--output", run_opts.output_path, "Write outputs: FILE.npz, FILE.npy (one output) or a folder");
   run->add_option("-j,--threads", run_opts.threads, "Worker threads (0 = all cores)")->check(CLI::Range(0, 4096));
 
