@@ -35,6 +35,7 @@ ir::Model loadEmbeddedModel(const std::string& bytes, const std::string& what, c
 
 // Where a container put an initializer's bytes; nullopt from the callback = leave the tensor out.
 struct TensorPlacement {
+  bool keep_inline = false;  // store the bytes in the serialized graph itself (small tensors)
   std::string location;
   uint64_t offset = 0;
   uint64_t length = 0;

@@ -51,7 +51,7 @@ class ExternalDataWriter {
     if (pad) file_->write(zeros, pad);
     offset_ += pad;
     file_->write(t.data(), t.nbytes());
-    setExternal(proto, TensorPlacement{location_, offset_, t.nbytes()});
+    setExternal(proto, TensorPlacement{false, location_, offset_, t.nbytes()});
     offset_ += t.nbytes();
   }
 
@@ -77,6 +77,10 @@ class GraphWriter {
       if (top && place_) {
         auto p = (*place_)(*v);
         if (!p) continue;
+        if (p->keep_inline) {
+          writeTensor(v->initializer, v->name(), *gp.add_initializer());
+          continue;
+        }
         auto* tp = gp.add_initializer();
         tp->set_name(v->name());
         tp->set_data_type(static_cast<int32_t>(v->initializer.dtype()));
@@ -97,7 +101,7 @@ class GraphWriter {
       }
       onnx::NodeProto& np = *gp.add_node();
       writeConstantNode(v, np);
-      if (placed) {  // always the tensor form, its bytes in the container
+      if (placed && !placed->keep_inline) {  // always the tensor form, its bytes in the container
         np.clear_attribute();
         auto* a = np.add_attribute();
         a->set_name("value");

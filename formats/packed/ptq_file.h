@@ -23,8 +23,9 @@
 //   "output_form": "qdq" | "matmulnbits"  — what `unpack` writes unless told otherwise,
 //   "blobs": [{"name", "offset", "bytes", "xxh64" (16 hex digits)}],
 //   "graph": {"blob": i, "encoding": "onnx.ModelProto", "nodes", "inputs", "outputs"}:
-//            the model without its quantized weights; every other weight is an ONNX external-data
-//            tensor whose offset counts from data_start (so it maps straight out of this file),
+//            the model without its quantized weights; every other weight of 4 KiB or more is an ONNX
+//            external-data tensor whose offset counts from data_start (so it maps straight out of
+//            this file); smaller ones are stored inside the graph blob,
 //   "quantized": [{"name", "shape", "bits", "signed", "symmetric", "granularity" (tensor | channel |
 //            block), "axis", "block_size", "method", "scale_shape", "mse", "sqnr_db",
 //            "codes": blob (numel codes of `bits` bits, row-major over shape, a little-endian bit

@@ -17,6 +17,8 @@ using nlohmann::json;
 
 namespace {
 
+constexpr size_t kInlineBelowBytes = 4096;
+
 uint64_t alignUp(uint64_t v) { return (v + kPtqAlign - 1) / kPtqAlign * kPtqAlign; }
 
 // Blobs in file order; each either borrows bytes (a weight that outlives the write) or owns them.
@@ -94,10 +96,12 @@ PackStats writePacked(const ir::Model& model, const std::string& path, const Pro
   const std::string location = "ptq-data-section";
   auto place = [&](const ir::Value& v) -> std::optional<onnx_io::TensorPlacement> {
     if (v.quant) return std::nullopt;  // carried by the quantized blobs instead
-    if (v.initializer.dtype() == ir::DType::kString)
-      throwOutput(path + ": string tensor '" + v.name() + "' cannot be stored in a .ptq file");
+    // Small tensors (norm scales, biases, shape constants) ride inside the graph blob: a blob of
+    // their own would cost more in header and alignment than it holds.
+    if (v.initializer.dtype() == ir::DType::kString || v.initializer.nbytes() < kInlineBelowBytes)
+      return onnx_io::TensorPlacement{true, "", 0, 0};
     const size_t i = blobs.add("tensor:" + v.name(), v.initializer.data(), v.initializer.nbytes());
-    return onnx_io::TensorPlacement{location, blobs.offsetOf(i), v.initializer.nbytes()};
+    return onnx_io::TensorPlacement{false, location, blobs.offsetOf(i), v.initializer.nbytes()};
   };
   for (ir::Value* v : model.graph->initializers()) {
     if (!v->quant) continue;

@@ -1,7 +1,7 @@
 // PP-OCRv4 recognizer character accuracy in ONNX Runtime on text lines rendered by
 // scripts/ocr/make_lines.py (DejaVu fonts, English words and numbers), fp32 against w8a16 and w8a8.
-// The recognizer is quantization-sensitive, so this is the end-to-end check that activation
-// quantization keeps it usable: W8A8 must stay within 1 point of fp32 character accuracy.
+// The recognizer is sensitive to activation quantization, so this is the end-to-end check that it stays
+// usable: W8A8 (MSE activation observer) within 1 point of fp32 character accuracy, w8a16 within 0.5.
 // Needs node + onnxruntime-node, Debian's /usr/bin/python3 with numpy and PIL, the DejaVu fonts and the
 // PP-OCRv4 models (scripts/fetch-ocr-models.sh); skips with a message otherwise.
 // Every figure is printed (WARN) so the CI log carries the numbers.
@@ -10,8 +10,11 @@
 #include <nlohmann/json.hpp>
 
 #include <fstream>
-#include <sstream>
+#include <map>
+#include <string>
+#include <vector>
 
+#include "support/ort.h"
 #include "support/run_command.h"
 #include "support/test_paths.h"
 
@@ -23,21 +26,6 @@ namespace {
 const std::string kSrc = PTQ_SOURCE_DIR;
 const std::string kPython = "/usr/bin/python3";  // Debian's, with python3-numpy and python3-pil
 
-std::string ocrAsset(const std::string& name) {
-  const char* cache = std::getenv("PTQ_CACHE");
-  const std::string base = cache ? cache : std::string(std::getenv("HOME") ? std::getenv("HOME") : "/root") + "/.cache/ptq-tool";
-  const std::string p = base + "/ocr/ocr-models-1.4.2/package/assets/" + name;
-  return fileExists(p) ? p : "";
-}
-
-json lastJson(const std::string& out) {
-  std::istringstream in(out);
-  std::string line, last;
-  while (std::getline(in, line))
-    if (!line.empty() && line[0] == '{') last = line;
-  return last.empty() ? json() : json::parse(last);
-}
-
 // char_accuracy of MODEL on DATA in ONNX Runtime at graph optimization level OPT.
 double charAccuracy(const std::string& model, const std::string& data, const std::string& keys, const std::string& opt) {
   const std::string cmd = "node '" + kSrc + "/scripts/ocr/ocr_eval.js' '" + model + "' '" + data + "' '" + keys +
@@ -45,7 +33,7 @@ double charAccuracy(const std::string& model, const std::string& data, const std
   auto r = runCommand(cmd);
   INFO(cmd << "\n" << r.output);
   REQUIRE(r.exit_code == 0);
-  const json j = lastJson(r.output);
+  const json j = lastJsonLine(r.output);
   REQUIRE(j.contains("char_accuracy"));
   return j["char_accuracy"].get<double>();
 }
@@ -54,62 +42,78 @@ double charAccuracy(const std::string& model, const std::string& data, const std
 
 TEST_CASE("PP-OCRv4 rec: w8a16 and w8a8 character accuracy on rendered lines in ONNX Runtime", "[ort][ocr]") {
   PTQ_REQUIRE_ORT();
-  const std::string rec = ocrAsset("ch_PP-OCRv4_rec_infer.onnx"), keys = ocrAsset("ppocr_keys_v1.txt");
+  const std::string rec = ocrModel("ch_PP-OCRv4_rec_infer.onnx"), keys = ocrModel("ppocr_keys_v1.txt");
   if (rec.empty() || keys.empty()) {
     WARN("skipped: PP-OCRv4 models not fetched (scripts/fetch-ocr-models.sh)");
     return;
   }
   if (runCommand(kPython + " -c 'import numpy, PIL'").exit_code != 0 ||
       !fileExists("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")) {
-    WARN("skipped: needs " << kPython << " with numpy and PIL and the DejaVu fonts "
-                           << "(apt-get install python3-numpy python3-pil fonts-dejavu-core; scripts/setup-deps.sh)");
+    WARN("skipped: needs " << kPython << " with numpy and PIL, and the DejaVu fonts "
+                           << "(apt-get install python3-numpy python3-pil fonts-dejavu-core, or scripts/setup-deps.sh)");
     return;
   }
   const std::string dir = tempDir("ocr_accuracy");
 
-  // 100 evaluation lines (seed 0) and 32 calibration lines (seed 1), rendered and preprocessed.
-  for (const auto& [name, args] : {std::pair<std::string, std::string>{"eval", "--n 100 --seed 0"}, {"calib", "--n 32 --seed 1"}}) {
-    const std::string cmd = kPython + " '" + kSrc + "/scripts/ocr/make_lines.py' '" + dir + "/" + name + "' " + args +
+  // Evaluation: 100 clean lines and 100 "hard" lines (low contrast, blur, noise, up to 32 characters: more
+  // quantization-sensitive); calibration: 32 clean lines with another seed.
+  struct Set {
+    std::string name, args;
+  };
+  const std::vector<Set> sets = {{"clean", "--n 100 --seed 0"}, {"hard", "--n 100 --seed 0 --style hard"}};
+  for (const Set& s : std::vector<Set>{sets[0], sets[1], {"calib", "--n 32 --seed 1"}}) {
+    const std::string cmd = kPython + " '" + kSrc + "/scripts/ocr/make_lines.py' '" + dir + "/" + s.name + "' " + s.args +
                             " --keys '" + keys + "' --png 0";
     auto r = runCommand(cmd);
     INFO(cmd << "\n" << r.output);
     REQUIRE(r.exit_code == 0);
   }
-  const std::string eval = dir + "/eval";
 
-  // W8A8 with the percentile activation observer (see scripts/ocr/README.md for the observer comparison).
-  const std::string w8a8_cfg = dir + "/w8a8-percentile.json";
+  // W8A8 with the MSE activation observer: the setting that kept PP-OCRv4 rec within 1 point of fp32 on
+  // every rendered set and calibration size tried (scripts/ocr/README.md); the w8a8 preset (min/max) is
+  // within 1 point here but not robustly (-1.2 points with 128 calibration lines), so it gets 2 points.
+  const std::string mse_cfg = dir + "/w8a8-mse.json";
   {
-    std::ofstream f(w8a8_cfg);
-    f << R"({"name": "w8a8-percentile", "format": "qdq", "pipeline": ["rtn", "qdq"],
+    std::ofstream f(mse_cfg);
+    f << R"({"name": "w8a8-mse", "format": "qdq", "pipeline": ["rtn", "qdq"],
   "weights": {"bits": 8, "symmetric": true, "granularity": "channel"},
-  "activations": {"bits": 8, "symmetric": false, "observer": "percentile"},
+  "activations": {"bits": 8, "symmetric": false, "observer": "mse"},
   "layers": {"op_types": ["MatMul", "Gemm", "Conv"]}})";
   }
+  const std::string calib = " --calib 'x=" + dir + "/calib/x.npy'";
   struct Variant {
     std::string name, config, extra;
+    double max_drop;
   };
   const std::vector<Variant> variants = {
-      {"w8a16", "w8a16", ""},
-      {"w8a8", "w8a8", " --calib 'x=" + dir + "/calib/x.npy'"},
-      {"w8a8-percentile", w8a8_cfg, " --calib 'x=" + dir + "/calib/x.npy'"},
+      {"w8a16", "w8a16", "", 0.005},
+      {"w8a8 (preset, minmax)", "w8a8", calib, 0.02},
+      {"w8a8-mse", mse_cfg, calib, 0.01},
   };
 
-  const double fp32 = charAccuracy(rec, eval, keys, "basic");
-  WARN("PP-OCRv4 rec fp32: char accuracy " << fp32 << " on 100 rendered lines");
-  CHECK(fp32 >= 0.97);  // lower means the preprocessing or decoding is broken, not the quantizer
+  std::map<std::string, double> fp32;
+  for (const Set& s : sets) {
+    fp32[s.name] = charAccuracy(rec, dir + "/" + s.name, keys, "basic");
+    WARN("PP-OCRv4 rec fp32: char accuracy " << fp32[s.name] << " on 100 " << s.name << " lines");
+  }
+  // lower means the preprocessing or decoding is broken, not the quantizer
+  CHECK(fp32["clean"] >= 0.97);
+  CHECK(fp32["hard"] >= 0.93);
 
-  for (const auto& v : variants) {
-    const std::string out = dir + "/rec." + v.name + ".onnx";
+  int i = 0;
+  for (const Variant& v : variants) {
+    const std::string out = dir + "/rec." + std::to_string(i++) + ".onnx";
     const std::string cmd = "'" + toolPath() + "' quantize '" + rec + "' --config '" + v.config + "' -o '" + out + "'" + v.extra + " -q";
     auto r = runCommand(cmd);
     INFO(cmd << "\n" << r.output);
     REQUIRE(r.exit_code == 0);
-    for (const char* opt : {"basic", "all"}) {
-      const double acc = charAccuracy(out, eval, keys, opt);
-      WARN("PP-OCRv4 rec " << v.name << " (ORT opt " << opt << "): char accuracy " << acc << " (fp32 " << fp32 << ", "
-                           << 100.0 * (acc - fp32) << " points)");
-      CHECK(acc >= fp32 - 0.01);
-    }
+    for (const Set& s : sets)
+      for (const char* opt : {"basic", "all"}) {
+        const double acc = charAccuracy(out, dir + "/" + s.name, keys, opt);
+        const double ref = fp32[s.name];
+        WARN("PP-OCRv4 rec " << v.name << ", " << s.name << " lines, ORT opt " << opt << ": char accuracy " << acc
+                             << " (fp32 " << ref << ", " << 100.0 * (acc - ref) << " points)");
+        CHECK(acc >= ref - v.max_drop);
+      }
   }
 }

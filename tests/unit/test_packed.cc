@@ -58,8 +58,9 @@ TEST_CASE(".ptq round trip keeps codes, scales, zero points and float weights bi
     prov.tool_version = PTQ_VERSION;
     prov.source = "digits_cnn.onnx";
     const packed::PackStats st = packed::writePacked(m, dir + "/m.ptq", prov, "qdq");
-    // The file is its payload plus a small header and alignment padding.
-    CHECK(st.file_bytes <= st.payload_bytes * 1.01 + 4096);
+    // The file is its payload plus a header and alignment padding: a few KiB, which is 1.5-3% of this
+    // 0.2 MB model (the 1% bound is checked on a language model below).
+    CHECK(st.file_bytes <= st.payload_bytes + 8192);
     packed::PackedModel back = packed::readPacked(dir + "/m.ptq");
     int quantized = 0;
     for (ir::Value* v : m.graph->initializers()) {
@@ -133,4 +134,18 @@ TEST_CASE("truncated or corrupted .ptq files are input errors naming the file an
   expectError(dir + "/hdr.ptq", "header");
   writeAll(dir + "/magic.ptq", "NOTPTQ" + good.substr(6));
   expectError(dir + "/magic.ptq", "bad magic");
+}
+
+TEST_CASE(".ptq of a language model is within 1% of its payload", "[packed][zoo]") {
+  PTQ_REQUIRE_ZOO();
+  const std::string dir = test::tempDir("packed_lm");
+  ir::Model m = onnx_io::loadModel(test::zooFile("llama-jargon.onnx"));
+  pipeline::QuantConfig config = pipeline::parseConfig(R"({"weights": {"bits": 4, "granularity": "group", "group_size": 128}})", "t.json");
+  pipeline::Report report;
+  pipeline::PassContext ctx{config, report, 0, 0};
+  pipeline::PassManager::fromConfig(config, false).run(m, ctx);
+  const packed::PackStats st = packed::writePacked(m, dir + "/lm.ptq", {}, "matmulnbits");
+  WARN("llama-jargon w4 .ptq: " << st.file_bytes << " bytes for a payload of " << st.payload_bytes << " ("
+                                 << 100.0 * (static_cast<double>(st.file_bytes) / st.payload_bytes - 1) << "% overhead)");
+  CHECK(st.file_bytes <= st.payload_bytes * 1.01);
 }
