@@ -40,6 +40,14 @@ std::shared_ptr<QW> quantizeWeight(const ir::Tensor& w, int64_t reduce_axis, int
       break;
     }
     case Granularity::kPerGroup:
+      // A convolution's reduction spans C/group x kh x kw, but blocks run along C only: when C fits
+      // in one group (always for depthwise, C/group = 1) blocks would hold kh*kw or fewer weights, or
+      // one. One scale per output channel is then the faithful reading of "groups of group_size".
+      if (shape.size() > 2 && shape[static_cast<size_t>(reduce_axis)] <= s.group_size) {
+        pipeline::WeightSettings per_channel = s;
+        per_channel.granularity = Granularity::kPerChannel;
+        return quantizeWeight(w, reduce_axis, channel_axis, per_channel);
+      }
       qt = quant::quantizeTensor(x, shape, reduce_axis, s.group_size, opts);
       q->granularity = QW::Granularity::kBlocked;
       q->axis = reduce_axis;

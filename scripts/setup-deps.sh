@@ -34,6 +34,7 @@ packages=(
   libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev catch2
   libeigen3-dev libglpk-dev libxxhash-dev libopenblas-dev
   libonnx-testdata python3-numpy python3-onnx
+  python3-pil fonts-dejavu-core wamerican
 )
 # Node.js: take Debian's only when no node/npm is on PATH (Debian's npm conflicts with e.g. NodeSource's nodejs).
 if [[ "${PTQ_SKIP_NODE:-0}" != 1 ]]; then

@@ -33,11 +33,13 @@ void quantizeBiases(ir::Model& model, pipeline::Report& report) {
     const bool per_channel = q.granularity == QW::Granularity::kPerChannel;
     if (per_channel && q.scales.numel() != channels) continue;
     Tensor codes(DType::kInt32, {channels});
-    Tensor scales(DType::kFloat32, {channels});
+    // Per-tensor weights give one bias scale (a scalar DequantizeLinear, valid at opset 10);
+    // per-channel ones a vector along axis 0 (opset 13, which their own DequantizeLinear needs too).
+    Tensor scales(DType::kFloat32, per_channel ? ir::Shape{channels} : ir::Shape{});
     const float* bf = b->initializer.data<float>();
     for (int64_t c = 0; c < channels; ++c) {
       const float s = sx * sw[per_channel ? c : 0];
-      scales.mutableData<float>()[c] = s;
+      scales.mutableData<float>()[per_channel ? c : 0] = s;
       const double v = s > 0 ? std::nearbyint(static_cast<double>(bf[c]) / s) : 0.0;
       const double lim = static_cast<double>(std::numeric_limits<int32_t>::max());
       codes.mutableData<int32_t>()[c] = static_cast<int32_t>(std::max(-lim, std::min(lim, v)));
@@ -47,7 +49,7 @@ void quantizeBiases(ir::Model& model, pipeline::Report& report) {
     Value* sb = g.addInitializer(g.uniqueName(base + "_scale"), scales);
     ir::Node* dq = g.addNode("DequantizeLinear", {qb, sb}, {g.uniqueName(base + "_dequantized")},
                              g.uniqueName(base + "_DequantizeLinear"), "", n);
-    dq->attrs["axis"] = ir::Attribute::ofInt(0);
+    if (per_channel) dq->attrs["axis"] = ir::Attribute::ofInt(0);
     dq->output(0)->dtype = DType::kFloat32;
     n->setInput(2, dq->output(0));
     if (b->uses().empty() && !g.isGraphOutput(b)) g.eraseValue(b);

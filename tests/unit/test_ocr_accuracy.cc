@@ -1,7 +1,7 @@
 // PP-OCRv4 recognizer character accuracy in ONNX Runtime on text lines rendered by
 // scripts/ocr/make_lines.py (DejaVu fonts, English words and numbers), fp32 against w8a16 and w8a8.
 // The recognizer is sensitive to activation quantization, so this is the end-to-end check that it stays
-// usable: W8A8 (MSE activation observer) within 1 point of fp32 character accuracy, w8a16 within 0.5.
+// usable: W8A8 (MSE activation observer, three layers float) within 1 point of fp32 character accuracy, w8a16 within 0.5.
 // Needs node + onnxruntime-node, Debian's /usr/bin/python3 with numpy and PIL, the DejaVu fonts and the
 // PP-OCRv4 models (scripts/fetch-ocr-models.sh); skips with a message otherwise.
 // Every figure is printed (WARN) so the CI log carries the numbers.
@@ -69,16 +69,19 @@ TEST_CASE("PP-OCRv4 rec: w8a16 and w8a8 character accuracy on rendered lines in 
     REQUIRE(r.exit_code == 0);
   }
 
-  // W8A8 with the MSE activation observer: the setting that kept PP-OCRv4 rec within 1 point of fp32 on
-  // every rendered set and calibration size tried (scripts/ocr/README.md); the w8a8 preset (min/max) is
-  // within 1 point here but not robustly (-1.2 points with 128 calibration lines), so it gets 2 points.
-  const std::string mse_cfg = dir + "/w8a8-mse.json";
+  // W8A8 with the MSE activation observer and three layers of the backbone's 240-channel stage left float
+  // (the 1x1 -> 5x5 depthwise -> 1x1 convs p2o.Conv.12..14, the most sensitive in a skip-one sweep): the
+  // one setting that stayed within 1 point of fp32 on every rendered set (clean and hard) and calibration
+  // size (32, 64, 128 lines) tried; see scripts/ocr/README.md. The w8a8 preset (mse observer, nothing skipped) is
+  // within 1 point on these 100 lines but not robustly (-1.03 points on 200 hard lines with 128 calibration
+  // lines; the min/max observer was worse), so it only gets a 2-point guard.
+  const std::string w8a8_cfg = dir + "/w8a8-mse-skip.json";
   {
-    std::ofstream f(mse_cfg);
-    f << R"({"name": "w8a8-mse", "format": "qdq", "pipeline": ["rtn", "qdq"],
+    std::ofstream f(w8a8_cfg);
+    f << R"({"name": "w8a8-mse-skip", "format": "qdq", "pipeline": ["rtn", "qdq"],
   "weights": {"bits": 8, "symmetric": true, "granularity": "channel"},
   "activations": {"bits": 8, "symmetric": false, "observer": "mse"},
-  "layers": {"op_types": ["MatMul", "Gemm", "Conv"]}})";
+  "layers": {"op_types": ["MatMul", "Gemm", "Conv"], "skip": ["p2o.Conv.12", "p2o.Conv.13", "p2o.Conv.14"]}})";
   }
   const std::string calib = " --calib 'x=" + dir + "/calib/x.npy'";
   struct Variant {
@@ -87,8 +90,9 @@ TEST_CASE("PP-OCRv4 rec: w8a16 and w8a8 character accuracy on rendered lines in 
   };
   const std::vector<Variant> variants = {
       {"w8a16", "w8a16", "", 0.005},
-      {"w8a8 (preset, minmax)", "w8a8", calib, 0.02},
-      {"w8a8-mse", mse_cfg, calib, 0.01},
+      {"w4a16 (preset: 4-bit MatMul, 8-bit Conv)", "w4a16", "", 0.01},
+      {"w8a8 (preset, mse observer)", "w8a8", calib, 0.02},
+      {"w8a8 (mse observer, Conv.12-14 float)", w8a8_cfg, calib, 0.01},
   };
 
   std::map<std::string, double> fp32;
