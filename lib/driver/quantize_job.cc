@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -74,6 +75,36 @@ calib::CalibrationSpec calibrationSpec(const pipeline::QuantConfig& config, cons
   if (opts.calib_samples > 0) spec.samples = opts.calib_samples;
   if (opts.calib_batch > 0) spec.batch_size = opts.calib_batch;
   return spec;
+}
+
+void writePackedOutput(const ir::Model& model, const pipeline::QuantConfig& config, const calib::CalibrationSet* calibration,
+                       const std::string& unpack_form, const QuantizeOptions& opts, pipeline::Report& report) {
+  packed::Provenance prov;
+  prov.tool_version = PTQ_VERSION;
+  prov.config_json = report.config_json;
+  prov.seed = config.seed;
+  prov.source = opts.model_path.substr(opts.model_path.find_last_of('/') + 1);
+  prov.source_bytes = report.input_bytes;
+  if (calibration) prov.calibration_digest = calibration->digest();
+  // The report's per-layer records come from the annotations, as the lowering would write them.
+  for (ir::Value* v : model.graph->initializers())
+    if (v->quant) onnx_io::recordQuantizedLayer(*v, "packed", packedBytes(*v->quant), report);
+  spdlog::info("writing {}", opts.output_path);
+  packed::writePacked(model, opts.output_path, prov, unpack_form);
+}
+
+void writeOnnxOutput(ir::Model& model, const pipeline::QuantConfig& config, const QuantizeOptions& opts,
+                     pipeline::Report& report) {
+  onnx_io::LoweringOptions lower;
+  lower.prefer_matmulnbits = config.format == pipeline::OutputFormat::kMatMulNBits;
+  lower.matmulnbits_accuracy_level = opts.accuracy_level;
+  onnx_io::quantizeBiases(model, report);
+  onnx_io::lowerQuantizedWeights(model, lower, report);
+  onnx_io::lowerActivations(model, report);
+  onnx_io::SaveOptions save;
+  if (opts.external_data) save.external_data = onnx_io::SaveOptions::ExternalData::kAlways;
+  spdlog::info("writing {}", opts.output_path);
+  onnx_io::saveModel(model, opts.output_path, save);
 }
 
 }  // namespace
@@ -164,37 +195,14 @@ pipeline::Report runQuantize(const QuantizeOptions& opts) {
   // Provenance travels with the model.
   model.metadata_props.emplace_back("ptq_tool.version", PTQ_VERSION);
   model.metadata_props.emplace_back("ptq_tool.config", report.config_json);
+  const bool reads_calibration = std::find(config.pipeline.begin(), config.pipeline.end(), "qdq") != config.pipeline.end();
+  if (calibration && !reads_calibration)
+    report.warnings.push_back("calibration data was given, but no pass in the pipeline reads it");
 
-  if (config.format == pipeline::OutputFormat::kPacked) {
-    packed::Provenance prov;
-    prov.tool_version = PTQ_VERSION;
-    prov.config_json = report.config_json;
-    prov.seed = config.seed;
-    prov.source = opts.model_path.substr(opts.model_path.find_last_of('/') + 1);
-    prov.source_bytes = report.input_bytes;
-    if (calibration) prov.calibration_digest = calibration->digest();
-    // The report's per-layer records come from the annotations, as the lowering would write them.
-    for (ir::Value* v : model.graph->initializers())
-      if (v->quant) onnx_io::recordQuantizedLayer(*v, "packed", packedBytes(*v->quant), report);
-    spdlog::info("writing {}", opts.output_path);
-    packed::writePacked(model, opts.output_path, prov, unpack_form);
-    report.output_bytes = fileSize(opts.output_path);
-    report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (!opts.report_path.empty()) writeFileAtomically(opts.report_path, report.toJson() + "\n");
-    return report;
-  }
-
-  onnx_io::LoweringOptions lower;
-  lower.prefer_matmulnbits = config.format == pipeline::OutputFormat::kMatMulNBits;
-  lower.matmulnbits_accuracy_level = opts.accuracy_level;
-  onnx_io::quantizeBiases(model, report);
-  onnx_io::lowerQuantizedWeights(model, lower, report);
-  onnx_io::lowerActivations(model, report);
-
-  onnx_io::SaveOptions save;
-  if (opts.external_data) save.external_data = onnx_io::SaveOptions::ExternalData::kAlways;
-  spdlog::info("writing {}", opts.output_path);
-  onnx_io::saveModel(model, opts.output_path, save);
+  if (config.format == pipeline::OutputFormat::kPacked)
+    writePackedOutput(model, config, calibration.get(), unpack_form, opts, report);
+  else
+    writeOnnxOutput(model, config, opts, report);
   report.output_bytes = fileSize(opts.output_path) + fileSize(opts.output_path + ".data");
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!opts.report_path.empty()) writeFileAtomically(opts.report_path, report.toJson() + "\n");
