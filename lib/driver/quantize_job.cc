@@ -137,7 +137,7 @@ std::string resolveConfigPath(const std::string& arg) {
       if (isFile(p)) return p;
     }
   }
-  throwUsage(arg + ": no such config file or preset (presets: w8a16, w4a16, ... in configs/)");
+  throwUsage(arg + ": no such config file or preset (presets: w8a16, w4a16, w8a8, w4a8 in configs/)");
 }
 
 void convertModel(const std::string& in, const std::string& out, bool external_data) {
