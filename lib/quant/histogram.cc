@@ -2,6 +2,7 @@
 // bin indices) are shaped to vectorize without -ffast-math; OpenMP splits them into per-thread
 // partial results that combine exactly (integer counts, min/max keys), so the thread count never
 // changes a bit. The searches run in parallel over candidates, each candidate summed serially.
+#include "lib/quant/float_order.h"
 #include "lib/quant/histogram.h"
 
 #include <algorithm>
@@ -25,20 +26,8 @@ constexpr int64_t kIndexChunk = 2048;
 // Smoothing of zero bins in the entropy search (MXNet / ONNX Runtime use the same value).
 constexpr double kEntropyEps = 1e-4;
 
-// Maps a float to an unsigned key whose integer order is the float order (NaNs beyond +-Inf):
-// unsigned min/max reductions vectorize where float ones do not (NaN and signed-zero rules).
-inline uint32_t orderKey(float v) {
-  uint32_t u;
-  std::memcpy(&u, &v, sizeof u);
-  return u ^ ((0u - (u >> 31)) | 0x80000000u);
-}
-
-inline float fromOrderKey(uint32_t k) {
-  const uint32_t u = (k & 0x80000000u) ? (k ^ 0x80000000u) : ~k;
-  float v;
-  std::memcpy(&v, &u, sizeof v);
-  return v;
-}
+using detail::fromOrderKey;
+using detail::orderKey;
 
 }  // namespace
 

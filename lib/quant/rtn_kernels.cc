@@ -5,6 +5,7 @@
 #include <cstring>
 #include <limits>
 
+#include "lib/quant/float_order.h"
 #include "lib/quant/rtn_detail.h"
 #include "lib/quant/rtn_kernels.h"
 
@@ -14,21 +15,8 @@ namespace {
 // Below this many elements the OpenMP fork costs more than it saves.
 constexpr int64_t kParallelMinElements = int64_t{1} << 15;
 
-// Maps a float to an unsigned key whose integer order is the float order (-0 just below +0;
-// NaNs sort beyond +-Inf). Float min/max reductions do not vectorize without -ffast-math
-// (NaN and signed-zero rules); unsigned ones do, and the same pass finds NaN/Inf for free.
-inline uint32_t orderKey(float v) {
-  uint32_t u;
-  std::memcpy(&u, &v, sizeof u);
-  return u ^ ((0u - (u >> 31)) | 0x80000000u);  // negative: flip all bits; positive: flip the sign
-}
-
-inline float fromOrderKey(uint32_t k) {
-  const uint32_t u = (k & 0x80000000u) ? (k ^ 0x80000000u) : ~k;
-  float v;
-  std::memcpy(&v, &u, sizeof v);
-  return v;
-}
+using detail::fromOrderKey;
+using detail::orderKey;
 
 // [min(min(x), 0), max(max(x), 0)]; false if x holds a NaN or Inf.
 bool rangeWithZero(const float* x, int64_t n, float* lo, float* hi) {

@@ -2,6 +2,8 @@
 // are worked out in the comments; the entropy search is checked against a slow, literal
 // transcription of the TensorRT / MXNet procedure written below with plain loops.
 #include <catch2/catch.hpp>
+
+#include "support/error_text.h"
 #include <omp.h>
 
 #include <cmath>
@@ -32,16 +34,7 @@ struct ThreadCount {  // restores the OpenMP thread count on scope exit
   ~ThreadCount() { omp_set_num_threads(saved); }
 };
 
-std::string errorText(const std::function<void()>& f, ptq::ExitCode* code = nullptr) {
-  try {
-    f();
-  } catch (const ptq::Error& e) {
-    if (code) *code = e.code();
-    return e.what();
-  }
-  if (code) *code = ptq::ExitCode::kOk;
-  return "";
-}
+using ptq::test::errorText;
 
 bool sameBits(const RangeResult& a, const RangeResult& b) {
   return std::memcmp(&a.lo, &b.lo, sizeof a.lo) == 0 && std::memcmp(&a.hi, &b.hi, sizeof a.hi) == 0 &&

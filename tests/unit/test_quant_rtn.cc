@@ -1,6 +1,8 @@
 // RTN kernels: matrix layout on a hand-computed case, fast == reference byte for byte over a sweep
 // of shapes and grids at 1 and 2 threads, dequantization, and NaN/Inf reporting.
 #include <catch2/catch.hpp>
+
+#include "support/error_text.h"
 #include <omp.h>
 
 #include <algorithm>
@@ -54,15 +56,7 @@ bool sameBytes(const QuantizedRows& a, const QuantizedRows& b) {
          a.rows == b.rows && a.cols == b.cols && a.group == b.group && a.groups_per_row == b.groups_per_row;
 }
 
-std::string errorText(const std::function<void()>& f, ptq::ExitCode* code = nullptr) {
-  try {
-    f();
-  } catch (const ptq::Error& e) {
-    if (code) *code = e.code();
-    return e.what();
-  }
-  return "";
-}
+using ptq::test::errorText;
 
 }  // namespace
 

@@ -2,6 +2,8 @@
 // gather through fitGroupRef, a hand-computed per-channel case with its error figures, and errors.
 #include <catch2/catch.hpp>
 
+#include "support/error_text.h"
+
 #include <algorithm>
 #include <cmath>
 #include <functional>
@@ -67,15 +69,7 @@ void checkAgainstGather(const float* x, const std::vector<int64_t>& shape, int64
   CHECK(q.error.mse == Approx(noise / double(numel)));
 }
 
-std::string errorText(const std::function<void()>& f, ptq::ExitCode* code = nullptr) {
-  try {
-    f();
-  } catch (const ptq::Error& e) {
-    if (code) *code = e.code();
-    return e.what();
-  }
-  return "";
-}
+using ptq::test::errorText;
 
 }  // namespace
 
