@@ -51,10 +51,19 @@ class QdqPass final : public pipeline::Pass {
       if (!v || v->isConstant() || !seen.insert(v).second) return;
       values.push_back(v);
     };
-    for (const auto& t : pipeline::findQuantTargets(g, ctx.config, nullptr)) {
-      if (std::find(a.op_types.begin(), a.op_types.end(), t.node->opType()) == a.op_types.end()) continue;
-      add(t.node->input(0));
-      add(t.node->output(0));
+    auto listed = [&](const std::string& op) { return std::find(a.op_types.begin(), a.op_types.end(), op) != a.op_types.end(); };
+    std::set<const ir::Node*> layers;
+    for (const auto& t : pipeline::findQuantTargets(g, ctx.config, nullptr))
+      if (listed(t.node->opType())) layers.insert(t.node);
+    for (ir::Node* n : g.nodes()) {
+      const bool weight_op = n->opType() == "MatMul" || n->opType() == "Gemm" || n->opType() == "Conv";
+      if (weight_op && layers.count(n)) {
+        add(n->input(0));
+        add(n->output(0));
+      } else if (!weight_op && n->domain().empty() && listed(n->opType())) {
+        for (ir::Value* in : n->inputs()) add(in);
+        for (ir::Value* out : n->outputs()) add(out);
+      }
     }
 
     quant::ObserverOptions oo;

@@ -39,6 +39,12 @@ OutputFormat parseOutputFormat(const std::string& s, const std::string& what) {
   throwUsage(what + ": '" + s + "' is not an output format (qdq, matmulnbits, packed)");
 }
 
+const std::vector<std::string>& activationOpTypes() {
+  static const std::vector<std::string> ops = {"MatMul", "Gemm", "Conv", "Add", "Mul", "Concat", "MaxPool",
+                                               "AveragePool", "GlobalAveragePool", "Relu", "Sigmoid", "Resize"};
+  return ops;
+}
+
 bool globMatch(const std::string& p, const std::string& t) {
   // Iterative matcher with backtracking on the last '*'.
   size_t pi = 0, ti = 0, star = std::string::npos, mark = 0;
@@ -185,8 +191,13 @@ void readActivations(const json& j, const std::string& source, ActivationSetting
   if (r.has("bins")) a.bins = static_cast<int>(r.integer("bins", 16, 1 << 20));
   if (r.has("op_types")) {
     a.op_types = r.strings("op_types");
+    const std::vector<std::string>& known = activationOpTypes();
     for (const auto& op : a.op_types)
-      if (op != "MatMul" && op != "Gemm" && op != "Conv") r.fail("op_types", "'" + op + "' is not one of MatMul, Gemm, Conv");
+      if (std::find(known.begin(), known.end(), op) == known.end()) {
+        std::string list;
+        for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+        r.fail("op_types", "'" + op + "' is not one of " + list);
+      }
   }
 }
 

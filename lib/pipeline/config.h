@@ -61,8 +61,14 @@ struct ActivationSettings {
   std::optional<double> percentile;
   std::optional<double> momentum;
   std::optional<int> bins;
-  std::vector<std::string> op_types{"MatMul", "Gemm", "Conv"};  // whose inputs/outputs get Q/DQ
+  // Whose input and output activations get Q/DQ: the weight layers (MatMul, Gemm, Conv, as selected
+  // by "layers") and, when listed, other ops (activationOpTypes()) so ONNX Runtime can keep whole
+  // chains in integers (QLinearAdd, QLinearConcat, quantized pooling).
+  std::vector<std::string> op_types{"MatMul", "Gemm", "Conv"};
 };
+
+// The op types "activations.op_types" accepts.
+const std::vector<std::string>& activationOpTypes();
 
 struct PassSpec {
   std::string name;

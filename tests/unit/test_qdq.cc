@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <set>
+
 #include "formats/onnx/lower_activations.h"
 #include "formats/onnx/lower_weights.h"
 #include "formats/onnx/onnx_io.h"
@@ -11,6 +13,7 @@
 #include "lib/calib/npy.h"
 #include "lib/ir/verifier.h"
 #include "lib/pipeline/pass_manager.h"
+#include "lib/util/error.h"
 #include "support/ort.h"
 #include "support/test_paths.h"
 
@@ -140,5 +143,40 @@ TEST_CASE("W8A8 and W4A8 language models stay close to fp32 perplexity in ONNX R
       WARN(name << " " << preset << ": perplexity " << ppl << " (fp32 " << fp32 << ", +" << 100.0 * (ppl / fp32 - 1) << "%)");
       CHECK(ppl <= fp32 * (std::string(preset) == "w8a8" ? 1.02 : 1.03));
     }
+  }
+}
+
+TEST_CASE("activations.op_types extends Q/DQ to the inputs and outputs of other ops", "[qdq]") {
+  const std::string dir = test::tempDir("qdq_extra_ops");
+  const char* text = R"(
+<ir_version: 8, opset_import: ["" : 17]>
+g (float[N, 2] x) => (float[N, 2] y)
+<float[2, 2] w = {1, 0, 0, 1}>
+{ r = Relu(x)
+  y = MatMul(r, w) }
+)";
+  calib::writeNpy(dir + "/x.npy", ir::Tensor::fromFloats({2, 2}, {-1, 2, 3, 0.5f}));
+  calib::CalibrationSpec spec;
+  spec.named_files = {{"x", dir + "/x.npy"}};
+  auto quantizedInputs = [&](const std::string& ops) {
+    ir::Model m = onnx_io::parseModelText(text);
+    pipeline::QuantConfig config = pipeline::parseConfig(
+        R"({"pipeline": ["rtn", "qdq"], "activations": {"op_types": )" + ops + "}}", "t.json");
+    calib::CalibrationSet set = calib::CalibrationSet::load(spec, *m.graph);
+    pipeline::Report report;
+    pipeline::PassContext ctx{config, report, 0, 0, &set};
+    pipeline::PassManager::fromConfig(config, true).run(m, ctx);
+    std::set<std::string> names;
+    for (ir::Value* v : {m.graph->findValue("x"), m.graph->findValue("r")})
+      if (v->act_quant) names.insert(v->name());
+    return names;
+  };
+  CHECK(quantizedInputs(R"(["MatMul"])") == std::set<std::string>{"r"});
+  CHECK(quantizedInputs(R"(["MatMul", "Relu"])") == std::set<std::string>{"x", "r"});
+  try {
+    pipeline::parseConfig(R"({"pipeline": ["rtn", "qdq"], "activations": {"op_types": ["Softmax"]}})", "t.json");
+    FAIL("expected an error");
+  } catch (const Error& e) {
+    CHECK_THAT(e.what(), Catch::Contains("activations.op_types: 'Softmax' is not one of"));
   }
 }
