@@ -91,6 +91,53 @@ void checkTensor(const QuantizedTensor& q) {
 
 }  // namespace
 
+namespace {
+ErrorStats finishError(double signal, double noise, double max_abs, int64_t n) {
+  ErrorStats s;
+  if (n <= 0) return s;
+  s.mse = noise / static_cast<double>(n);
+  s.max_abs = max_abs;
+  if (noise > 0.0) {
+    // signal == 0 with noise > 0 gives -inf, which the clamp turns into -kMaxSqnrDb.
+    s.sqnr_db = std::clamp(10.0 * std::log10(signal / noise), -kMaxSqnrDb, kMaxSqnrDb);
+  }
+  return s;
+}
+}  // namespace
+
+ErrorStats measureError(const float* x, const float* x_hat, int64_t n) {
+  double signal = 0.0, noise = 0.0, max_abs = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double xi = x[i], e = xi - static_cast<double>(x_hat[i]);
+    signal += xi * xi;
+    noise += e * e;
+    max_abs = std::max(max_abs, std::fabs(e));
+  }
+  return finishError(signal, noise, max_abs, n);
+}
+
+namespace {
+// The error of quantized rows against the rows they came from, dequantizing on the fly: no
+// tensor-sized float buffer (quantize's peak memory), same serial sum order on every run.
+ErrorStats rowsError(const float* x, const QuantizedRows& q) {
+  double signal = 0.0, noise = 0.0, max_abs = 0.0;
+  for (int64_t r = 0; r < q.rows; ++r)
+    for (int64_t g = 0; g < q.groups_per_row; ++g) {
+      const size_t pi = static_cast<size_t>(r * q.groups_per_row + g);
+      const GroupParams p{q.scales[pi], fromByte(q.zero_points[pi], q.grid)};
+      const int64_t begin = r * q.cols + g * q.group, end = r * q.cols + std::min(q.cols, (g + 1) * q.group);
+      for (int64_t i = begin; i < end; ++i) {
+        const double xi = x[i];
+        const double e = xi - static_cast<double>(dequantizeValue(fromByte(q.codes[static_cast<size_t>(i)], q.grid), p));
+        signal += xi * xi;
+        noise += e * e;
+        max_abs = std::max(max_abs, std::fabs(e));
+      }
+    }
+  return finishError(signal, noise, max_abs, q.rows * q.cols);
+}
+}  // namespace
+
 QuantizedTensor quantizeTensor(const float* x, const std::vector<int64_t>& shape, int64_t axis, int64_t block_size,
                                const QuantOptions& opts) {
   validateOptions(opts);
@@ -123,6 +170,7 @@ QuantizedTensor quantizeTensor(const float* x, const std::vector<int64_t>& shape
         return out;
       }
       QuantizedRows qr = quantizeRows(x, 1, numel, numel, opts);
+      out.error = rowsError(x, qr);
       out.codes = std::move(qr.codes);
       out.scales = std::move(qr.scales);
       out.zero_points = std::move(qr.zero_points);
@@ -138,6 +186,8 @@ QuantizedTensor quantizeTensor(const float* x, const std::vector<int64_t>& shape
         moveAxis(x, v.outer, v.d, v.inner, /*to_last=*/true, moved.data());
       }
       QuantizedRows qr = quantizeRows(v.inner > 1 ? moved.data() : x, v.outer * v.inner, v.d, block_size, opts);
+      out.error = rowsError(v.inner > 1 ? moved.data() : x, qr);
+      std::vector<float>().swap(moved);  // not needed any more: free before the codes move back
       if (v.inner > 1) {
         out.codes.resize(qr.codes.size());
         out.scales.resize(qr.scales.size());
@@ -155,8 +205,6 @@ QuantizedTensor quantizeTensor(const float* x, const std::vector<int64_t>& shape
     if (e.code() == ExitCode::kInput) throwNonFiniteIn(x, shape, numel);
     throw;
   }
-  const std::vector<float> x_hat = dequantizeTensor(out);
-  out.error = measureError(x, x_hat.data(), numel);
   return out;
 }
 
@@ -182,24 +230,6 @@ std::vector<float> dequantizeTensor(const QuantizedTensor& q) {
   return out;
 }
 
-ErrorStats measureError(const float* x, const float* x_hat, int64_t n) {
-  ErrorStats s;
-  if (n <= 0) return s;
-  double signal = 0.0, noise = 0.0, max_abs = 0.0;
-  for (int64_t i = 0; i < n; ++i) {
-    const double xi = x[i], e = xi - static_cast<double>(x_hat[i]);
-    signal += xi * xi;
-    noise += e * e;
-    max_abs = std::max(max_abs, std::fabs(e));
-  }
-  s.mse = noise / static_cast<double>(n);
-  s.max_abs = max_abs;
-  if (noise > 0.0) {
-    // signal == 0 with noise > 0 gives -inf, which the clamp turns into -kMaxSqnrDb.
-    s.sqnr_db = std::clamp(10.0 * std::log10(signal / noise), -kMaxSqnrDb, kMaxSqnrDb);
-  }
-  return s;
-}
 
 bool perAxisForm(const QuantizedTensor& q, int64_t* onnx_axis) {
   if (q.axis == kPerTensor || q.scale_shape[static_cast<size_t>(q.axis)] != 1) return false;
