@@ -93,38 +93,44 @@ void writePackedOutput(const ir::Model& model, const pipeline::QuantConfig& conf
   packed::writePacked(model, opts.output_path, prov, unpack_form);
 }
 
-void writeOnnxOutput(ir::Model& model, const pipeline::QuantConfig& config, const QuantizeOptions& opts,
-                     pipeline::Report& report) {
+onnx_io::LoweringOptions onnxLowering(const pipeline::QuantConfig& config, const QuantizeOptions& opts) {
   onnx_io::LoweringOptions lower;
   lower.prefer_matmulnbits = config.format == pipeline::OutputFormat::kMatMulNBits;
   lower.matmulnbits_accuracy_level = opts.accuracy_level;
+  return lower;
+}
+
+// Refuses to overwrite the input, and fails before any work when the output cannot be written.
+void checkOutputPath(const std::string& in, const std::string& out) {
+  if (out == in || ptq::sameFile(out, in)) throwUsage(out + ": the output path is the input file; refusing to overwrite it");
+  checkWritableTarget(out, "output");
+}
+
+// Turns the quantization annotations into ONNX (int32 biases first: they read the weights' scales)
+// and writes the model.
+void lowerAndSave(ir::Model& model, const onnx_io::LoweringOptions& lower, bool external_data, const std::string& out,
+                  pipeline::Report& report) {
   onnx_io::quantizeBiases(model, report);
   onnx_io::lowerQuantizedWeights(model, lower, report);
   onnx_io::lowerActivations(model, report);
   onnx_io::SaveOptions save;
-  if (opts.external_data) save.external_data = onnx_io::SaveOptions::ExternalData::kAlways;
-  spdlog::info("writing {}", opts.output_path);
-  onnx_io::saveModel(model, opts.output_path, save);
+  if (external_data) save.external_data = onnx_io::SaveOptions::ExternalData::kAlways;
+  spdlog::info("writing {}", out);
+  onnx_io::saveModel(model, out, save);
 }
 
 }  // namespace
 
 void unpackModel(const std::string& in, const std::string& out, std::optional<pipeline::OutputFormat> format,
                  bool external_data) {
-  if (out == in || ptq::sameFile(out, in)) throwUsage(out + ": the output path is the input file; refusing to overwrite it");
-  checkWritableTarget(out, "output");
+  checkOutputPath(in, out);
   packed::PackedModel pm = packed::readPacked(in);
   onnx_io::LoweringOptions lower;
   const pipeline::OutputFormat f = format ? *format : pipeline::parseOutputFormat(pm.output_form, in + ": output_form");
   if (f == pipeline::OutputFormat::kPacked) throwUsage("unpack: --format must be qdq or matmulnbits");
   lower.prefer_matmulnbits = f == pipeline::OutputFormat::kMatMulNBits;
   pipeline::Report report;
-  onnx_io::quantizeBiases(pm.model, report);
-  onnx_io::lowerQuantizedWeights(pm.model, lower, report);
-  onnx_io::lowerActivations(pm.model, report);
-  onnx_io::SaveOptions save;
-  if (external_data) save.external_data = onnx_io::SaveOptions::ExternalData::kAlways;
-  onnx_io::saveModel(pm.model, out, save);
+  lowerAndSave(pm.model, lower, external_data, out, report);
 }
 
 std::string resolveConfigPath(const std::string& arg) {
@@ -141,8 +147,7 @@ std::string resolveConfigPath(const std::string& arg) {
 }
 
 void convertModel(const std::string& in, const std::string& out, bool external_data) {
-  if (out == in || ptq::sameFile(out, in)) throwUsage(out + ": the output path is the input model; refusing to overwrite it");
-  checkWritableTarget(out, "output");
+  checkOutputPath(in, out);
   ir::Model model = onnx_io::loadModel(in);
   onnx_io::SaveOptions save;
   if (external_data) save.external_data = onnx_io::SaveOptions::ExternalData::kAlways;
@@ -152,9 +157,7 @@ void convertModel(const std::string& in, const std::string& out, bool external_d
 pipeline::Report runQuantize(const QuantizeOptions& opts) {
   const auto t0 = std::chrono::steady_clock::now();
   if (opts.output_path.empty()) throwUsage("quantize: an output path is required (-o FILE)");
-  if (opts.output_path == opts.model_path || ptq::sameFile(opts.output_path, opts.model_path))
-    throwUsage(opts.output_path + ": the output path is the input model; refusing to overwrite it");
-  checkWritableTarget(opts.output_path, "output");
+  checkOutputPath(opts.model_path, opts.output_path);
   if (!opts.report_path.empty()) checkWritableTarget(opts.report_path, "report");
 
   pipeline::QuantConfig config = pipeline::loadConfig(resolveConfigPath(opts.config_path));
@@ -202,7 +205,7 @@ pipeline::Report runQuantize(const QuantizeOptions& opts) {
   if (config.format == pipeline::OutputFormat::kPacked)
     writePackedOutput(model, config, calibration.get(), unpack_form, opts, report);
   else
-    writeOnnxOutput(model, config, opts, report);
+    lowerAndSave(model, onnxLowering(config, opts), opts.external_data, opts.output_path, report);
   report.output_bytes = fileSize(opts.output_path) + fileSize(opts.output_path + ".data");
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!opts.report_path.empty()) writeFileAtomically(opts.report_path, report.toJson() + "\n");
