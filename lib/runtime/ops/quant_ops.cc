@@ -88,6 +88,24 @@ ParamLayout layoutFor(const Tensor& x, const Tensor& scale, int64_t axis_attr, i
   return L;
 }
 
+// Scale, zero point (0 when absent) and their layout, shared by QuantizeLinear and DequantizeLinear.
+struct QuantParams {
+  ParamLayout layout;
+  std::vector<float> scale;
+  std::vector<int32_t> zero;
+};
+
+QuantParams readQuantParams(const TensorList& in, int64_t axis, int64_t block) {
+  const Tensor& scale = in[1];
+  const bool has_zp = in.size() > 2 && !in[2].empty();
+  QuantParams p;
+  p.layout = layoutFor(in[0], scale, axis, block);
+  if (has_zp && in[2].shape() != scale.shape()) runError("zero point " + typeShape(in[2]) + " differs from scale " + typeShape(scale));
+  p.scale = scale.toFloats();
+  p.zero = has_zp ? readInts32(in[2]) : std::vector<int32_t>(p.scale.size(), 0);
+  return p;
+}
+
 void writeQuant(Tensor& y, const std::vector<int32_t>& q) {
   const int64_t n = static_cast<int64_t>(q.size());
   switch (y.dtype()) {
@@ -119,12 +137,10 @@ Kernel makeQuantizeLinear(const NodeInfo& info, std::vector<DType>& out_types) {
   out_types = {out_t};
   return [=](ExecContext& ctx, TensorList& in, TensorList& out) {
     const Tensor& x = in[0];
-    const Tensor& scale = in[1];
-    const bool has_zp = in.size() > 2 && !in[2].empty();
-    const ParamLayout L = layoutFor(x, scale, axis, block);
-    if (has_zp && in[2].shape() != scale.shape()) runError("zero point " + typeShape(in[2]) + " differs from scale " + typeShape(scale));
-    const std::vector<float> s = scale.toFloats();
-    const std::vector<int32_t> zp = has_zp ? readInts32(in[2]) : std::vector<int32_t>(s.size(), 0);
+    const QuantParams P = readQuantParams(in, axis, block);
+    const ParamLayout& L = P.layout;
+    const std::vector<float>& s = P.scale;
+    const std::vector<int32_t>& zp = P.zero;
     int32_t lo, hi;
     qrange(out_t, &lo, &hi);
     const float* px = x.data<float>();
@@ -186,12 +202,10 @@ Kernel makeDequantizeLinear(const NodeInfo& info, std::vector<DType>& out_types)
   out_types = {DType::kFloat32};
   return [=](ExecContext& ctx, TensorList& in, TensorList& out) {
     const Tensor& x = in[0];
-    const Tensor& scale = in[1];
-    const bool has_zp = in.size() > 2 && !in[2].empty();
-    const ParamLayout L = layoutFor(x, scale, axis, block);
-    if (has_zp && in[2].shape() != scale.shape()) runError("zero point " + typeShape(in[2]) + " differs from scale " + typeShape(scale));
-    const std::vector<float> s = scale.toFloats();
-    const std::vector<int32_t> zp = has_zp ? readInts32(in[2]) : std::vector<int32_t>(s.size(), 0);
+    const QuantParams P = readQuantParams(in, axis, block);
+    const ParamLayout& L = P.layout;
+    const std::vector<float>& s = P.scale;
+    const std::vector<int32_t>& zp = P.zero;
     const std::vector<int32_t> q = readInts32(x);
     Tensor y = ctx.alloc(DType::kFloat32, x.shape());
     float* py = outData<float>(y);
