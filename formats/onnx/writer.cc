@@ -43,7 +43,7 @@ void setExternal(onnx::TensorProto& tp, const TensorPlacement& p) {
 class ExternalDataWriter {
  public:
   ExternalDataWriter(AtomicFile* file, std::string location) : file_(file), location_(std::move(location)) {}
-  void put(const ir::Tensor& t, onnx::TensorProto& proto) {
+  TensorPlacement put(const ir::Tensor& t) {
     // Page-align large tensors so runtimes can mmap them; 64 bytes is enough for the rest.
     const size_t align = t.nbytes() >= (1u << 20) ? 4096 : 64;
     const size_t pad = (align - offset_ % align) % align;
@@ -51,8 +51,9 @@ class ExternalDataWriter {
     if (pad) file_->write(zeros, pad);
     offset_ += pad;
     file_->write(t.data(), t.nbytes());
-    setExternal(proto, TensorPlacement{false, location_, offset_, t.nbytes()});
+    const TensorPlacement placed{false, location_, offset_, t.nbytes()};
     offset_ += t.nbytes();
+    return placed;
   }
 
  private:
@@ -81,11 +82,7 @@ class GraphWriter {
           writeTensor(v->initializer, v->name(), *gp.add_initializer());
           continue;
         }
-        auto* tp = gp.add_initializer();
-        tp->set_name(v->name());
-        tp->set_data_type(static_cast<int32_t>(v->initializer.dtype()));
-        for (int64_t d : v->initializer.shape()) tp->add_dims(d);
-        setExternal(*tp, *p);
+        writePlacedTensor(v->initializer, v->name(), *p, *gp.add_initializer());
         continue;
       }
       writeTensor(v->initializer, v->name(), *gp.add_initializer());
@@ -99,18 +96,7 @@ class GraphWriter {
         placed = (*place_)(*v);
         if (!placed) continue;
       }
-      onnx::NodeProto& np = *gp.add_node();
-      writeConstantNode(v, np);
-      if (placed && !placed->keep_inline) {  // always the tensor form, its bytes in the container
-        np.clear_attribute();
-        auto* a = np.add_attribute();
-        a->set_name("value");
-        a->set_type(onnx::AttributeProto::TENSOR);
-        auto* tp = a->mutable_t();
-        tp->set_data_type(static_cast<int32_t>(v->initializer.dtype()));
-        for (int64_t d : v->initializer.shape()) tp->add_dims(d);
-        setExternal(*tp, *placed);
-      }
+      writeConstantNode(v, placed && !placed->keep_inline ? &*placed : nullptr, *gp.add_node());
     }
     for (ir::Node* n : g.nodes()) writeNode(*n, *gp.add_node());
     for (Value* v : g.outputs()) writeValueInfo(v, *gp.add_output());
@@ -121,24 +107,32 @@ class GraphWriter {
   }
 
  private:
+  // Name, dtype and dims, with the bytes where a container put them.
+  static void writePlacedTensor(const ir::Tensor& t, const std::string& name, const TensorPlacement& p,
+                                onnx::TensorProto& tp) {
+    tp.set_name(name);
+    tp.set_data_type(static_cast<int32_t>(t.dtype()));
+    for (int64_t d : t.shape()) tp.add_dims(d);
+    setExternal(tp, p);
+  }
+
   void writeTensor(const ir::Tensor& t, const std::string& name, onnx::TensorProto& tp) {
     if (ext_ && t.dtype() != ir::DType::kString && t.nbytes() >= threshold_) {
-      tp.set_name(name);
-      tp.set_data_type(static_cast<int32_t>(t.dtype()));
-      for (int64_t d : t.shape()) tp.add_dims(d);
-      ext_->put(t, tp);
+      writePlacedTensor(t, name, ext_->put(t), tp);
       return;
     }
     tensorToProto(t, name, tp);
   }
 
-  void writeConstantNode(const Value* v, onnx::NodeProto& np) {
+  // A weight that came from a Constant node, as that node again; with `placed`, always the tensor
+  // form with its bytes in the container.
+  void writeConstantNode(const Value* v, const TensorPlacement* placed, onnx::NodeProto& np) {
     np.set_op_type("Constant");
     if (!v->constant_node_name.empty()) np.set_name(v->constant_node_name);
     if (!v->doc_string.empty()) np.set_doc_string(v->doc_string);
     np.add_output(v->name());
     auto* a = np.add_attribute();
-    const std::string kind = v->constant_node_attr.empty() ? "value" : v->constant_node_attr;
+    const std::string kind = placed || v->constant_node_attr.empty() ? "value" : v->constant_node_attr;
     a->set_name(kind);
     const ir::Tensor& t = v->initializer;
     if (kind == "value_float") {
@@ -162,7 +156,8 @@ class GraphWriter {
     } else {
       a->set_name("value");
       a->set_type(onnx::AttributeProto::TENSOR);
-      writeTensor(t, "", *a->mutable_t());
+      if (placed) writePlacedTensor(t, "", *placed, *a->mutable_t());
+      else writeTensor(t, "", *a->mutable_t());
     }
   }
 
