@@ -6,10 +6,10 @@
 #include <spdlog/spdlog.h>
 
 #include "lib/calib/calibration.h"
-#include "lib/pipeline/layer_policy.h"
 #include "lib/quant/observer.h"
 #include "lib/runtime/session.h"
 #include "lib/util/error.h"
+#include "passes/bias_quant.h"
 
 namespace ptq::passes {
 
@@ -35,13 +35,12 @@ ir::Tensor zeroPointTensor(ir::DType dtype, int32_t zero) {
 
 class QdqPass final : public pipeline::Pass {
  public:
+  explicit QdqPass(bool observe_quantized) : observe_quantized_(observe_quantized) {}
   std::string name() const override { return "qdq"; }
 
   pipeline::PassResult run(ir::Model& model, pipeline::PassContext& ctx) override {
     const pipeline::ActivationSettings& a = ctx.config.activations;
-    if (!ctx.calibration)
-      throwUsage("pass 'qdq' needs calibration data: give --calib (NAME=FILE, a folder, or tokens.i64 with --calib-shape), "
-                 "the config's \"calibration\" section, or \"calibration\": {\"synthetic\": true}");
+    if (!ctx.calibration) throwInternal("pass 'qdq' runs without calibration data (PassManager::checkPipeline lets it)");
     ir::Graph& g = *model.graph;
 
     // The activations to observe: inputs and outputs of the selected layers, in graph order.
@@ -53,8 +52,10 @@ class QdqPass final : public pipeline::Pass {
     };
     auto listed = [&](const std::string& op) { return std::find(a.op_types.begin(), a.op_types.end(), op) != a.op_types.end(); };
     std::set<const ir::Node*> layers;
-    for (const auto& t : pipeline::findQuantTargets(g, ctx.config, nullptr))
-      if (listed(t.node->opType())) layers.insert(t.node);
+    for (pipeline::LayerPlan* l : ctx.plan.active())
+      if (l->quantize_activations)
+        for (ir::Node* n : l->readers)
+          if (n->graph() == &g) layers.insert(n);
     for (ir::Node* n : g.nodes()) {
       const bool weight_op = n->opType() == "MatMul" || n->opType() == "Gemm" || n->opType() == "Conv";
       if (weight_op && layers.count(n)) {
@@ -72,6 +73,7 @@ class QdqPass final : public pipeline::Pass {
     oo.bins = a.bins;
     runtime::SessionOptions so;
     so.threads = ctx.threads;
+    so.simulate_quantization = observe_quantized_;
     runtime::Session session(model, so);
     std::vector<std::unique_ptr<quant::ActivationObserver>> observers;
     std::vector<ir::Value*> observed;
@@ -110,17 +112,39 @@ class QdqPass final : public pipeline::Pass {
       observed[i]->act_quant = q;
       spdlog::debug("qdq: {} range [{}, {}] scale {} zero {}", observed[i]->name(), r.lo, r.hi, r.params.scale, r.params.zero);
     }
+    const int64_t biases = annotateBiases(g);
     pipeline::PassResult result;
-    result.changed = !observed.empty();
+    result.changed = !observed.empty() || biases > 0;
+    result.counters["int32_biases"] = biases;
     result.counters["activations_quantized"] = static_cast<int64_t>(observed.size());
     result.counters["calibration_batches"] = batches;
     result.counters["calibration_samples"] = ctx.calibration->samples();
     return result;
   }
+
+ private:
+  bool observe_quantized_;
 };
 
 }  // namespace
 
-std::unique_ptr<pipeline::Pass> createQdqPass(const std::string&) { return std::make_unique<QdqPass>(); }
+pipeline::PassInfo qdqPassInfo() {
+  pipeline::PassInfo info;
+  info.name = "qdq";
+  info.summary =
+      "Activation quantization: runs the model as it will be written on the calibration data, observes the inputs "
+      "and outputs of the plan's layers (and of the other ops in activations.op_types) with the config's "
+      "\"activations\" observer, marks them for QuantizeLinear/DequantizeLinear pairs, and decides int32 biases.";
+  info.options = {pipeline::OptionSpec::choice(
+      "observe", "quantized", {"quantized", "float"},
+      "the model the ranges are measured on: the weight-quantized model as written, or the float one")};
+  info.traits.needs_calibration = true;
+  info.traits.reads_activations = true;
+  info.traits.after_weight_quantization = true;
+  info.create = [](const pipeline::OptionValues& v) -> std::unique_ptr<pipeline::Pass> {
+    return std::make_unique<QdqPass>(v.text("observe") == "quantized");
+  };
+  return info;
+}
 
 }  // namespace ptq::passes

@@ -1,22 +1,23 @@
 // qdq: activation quantization from calibration data (W8A8, W4A8).
 //
-// Before:  h = Conv(x, W, b)                 x, h float activations
-// After:   h = Conv(x, W, b)                 x.act_quant, h.act_quant = {uint8, scale, zero point}
+// Before:  h = Conv(x, W, b)                 x, h float activations; W.quant set by rtn
+// After:   h = Conv(x, W, b)                 x.act_quant, h.act_quant = {uint8, scale, zero point};
+//                                            b.quant = int32 codes with scale s_x * s_w
 //
-// The graph's structure is unchanged here: the pass runs the float model on the calibration
-// batches (lib/runtime Session, tapping only the activations it needs), feeds each tapped tensor to
-// an observer (lib/quant/observer.h), and attaches one per-tensor ActivationQuant to every input
-// and output activation of the selected MatMul/Gemm/Conv layers. The writer then inserts
-// QuantizeLinear -> DequantizeLinear pairs (one per tensor, shared by its readers) and an int32
-// bias with scale s_x * s_w, the QDQ pattern ONNX Runtime fuses into integer kernels.
+// The graph's structure is unchanged here: the pass runs the model on the calibration batches *as it
+// will be written* (the executor's simulate_quantization: weights already quantized by earlier passes
+// are dequantized from their exact codes; option observe = "float" measures on the float weights
+// instead), taps the input and output activations of the plan's layers marked quantize_activations
+// (and of the other ops listed in activations.op_types), feeds each to an observer
+// (lib/quant/observer.h) and attaches one per-tensor ActivationQuant to it. Then it decides the
+// int32 biases (bias_quant.h). Legalize inserts QuantizeLinear -> DequantizeLinear pairs (one per
+// tensor, shared by its readers): the QDQ pattern ONNX Runtime fuses into integer kernels.
 #pragma once
-#include <memory>
-#include <string>
-
 #include "lib/pipeline/pass.h"
+#include "lib/pipeline/pass_registry.h"
 
 namespace ptq::passes {
 
-std::unique_ptr<pipeline::Pass> createQdqPass(const std::string& options_json);
+pipeline::PassInfo qdqPassInfo();
 
 }  // namespace ptq::passes

@@ -1,9 +1,7 @@
 #include "passes/rtn.h"
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
-#include "lib/pipeline/layer_policy.h"
 #include "lib/util/error.h"
 #include "passes/weight_quantizer.h"
 
@@ -11,38 +9,67 @@ namespace ptq::passes {
 
 namespace {
 
+struct RtnOptions {
+  int clip_steps = 20;
+  float clip_min_ratio = 0.5f;
+};
+
 class RtnPass final : public pipeline::Pass {
  public:
+  explicit RtnPass(RtnOptions o) : opts_(o) {}
   std::string name() const override { return "rtn"; }
 
-  pipeline::PassResult run(ir::Model& model, pipeline::PassContext& ctx) override {
+  pipeline::PassResult run(ir::Model&, pipeline::PassContext& ctx) override {
     pipeline::PassResult result;
-    auto targets = pipeline::findQuantTargets(*model.graph, ctx.config, &ctx.report);
     int64_t quantized = 0, already = 0;
-    for (const auto& t : targets) {
-      if (t.weight->quant) {  // an earlier pass (e.g. gptq) already decided this weight
+    for (pipeline::LayerPlan* l : ctx.plan.active()) {
+      if (l->weight->quant) {  // an earlier pass (e.g. gptq) already decided this weight
         ++already;
         continue;
       }
       try {
-        t.weight->quant = quantizeWeight(t.weight->initializer, t.reduce_axis, t.channel_axis, t.settings);
+        l->weight->quant = quantizeWeight(l->weight->initializer, l->reduce_axis, l->channel_axis, l->weights,
+                                          opts_.clip_steps, opts_.clip_min_ratio);
       } catch (const Error& e) {
-        throw e.withContext(t.node->describe() + " weight '" + t.weight->name() + "'");
+        throw e.withContext(l->label());
       }
-      t.weight->quant->method = "rtn";
+      l->weight->quant->method = "rtn";
       ++quantized;
-      spdlog::debug("rtn: {} {} -> {}-bit {} sqnr {:.1f} dB", t.node->describe(), t.weight->name(), t.settings.bits,
-                    pipeline::granularityName(t.settings.granularity), t.weight->quant->sqnr_db);
+      spdlog::debug("rtn: {} -> {}-bit {} sqnr {:.1f} dB", l->label(), l->weights.bits,
+                    quant::granularityName(l->weights.granularity), l->weight->quant->sqnr_db);
     }
     result.changed = quantized > 0;
     result.counters["weights_quantized"] = quantized;
     result.counters["weights_already_quantized"] = already;
     return result;
   }
+
+ private:
+  RtnOptions opts_;
 };
 
 }  // namespace
 
-std::unique_ptr<pipeline::Pass> createRtnPass(const std::string&) { return std::make_unique<RtnPass>(); }
+pipeline::PassInfo rtnPassInfo() {
+  using pipeline::OptionSpec;
+  pipeline::PassInfo info;
+  info.name = "rtn";
+  info.summary =
+      "Round-to-nearest weight quantization with the plan's per-layer settings (the config's weights section, "
+      "overrides, and whatever earlier passes decided); skips weights an earlier pass already quantized.";
+  info.options = {
+      OptionSpec::integer("clip_steps", 20, 1, 1000, "ratios the MSE clip search tries (weights.clip_search = mse)"),
+      OptionSpec::real("clip_min_ratio", 0.5, 0.0, 1.0, true, false,
+                       "smallest fraction of a group's range the MSE clip search tries"),
+  };
+  info.traits.quantizes_weights = true;
+  info.create = [](const pipeline::OptionValues& v) -> std::unique_ptr<pipeline::Pass> {
+    RtnOptions o;
+    o.clip_steps = static_cast<int>(v.integer("clip_steps"));
+    o.clip_min_ratio = static_cast<float>(v.real("clip_min_ratio"));
+    return std::make_unique<RtnPass>(o);
+  };
+  return info;
+}
 
 }  // namespace ptq::passes

@@ -9,23 +9,25 @@ using pipeline::Granularity;
 using QW = ir::QuantizedWeight;
 
 std::shared_ptr<QW> quantizeWeight(const ir::Tensor& w, int64_t reduce_axis, int64_t channel_axis,
-                                   const pipeline::WeightSettings& s) {
+                                   const pipeline::WeightSettings& s, int clip_steps, float clip_min_ratio) {
   quant::QuantOptions opts;
   opts.grid.bits = s.bits;
   opts.grid.symmetric = s.symmetric;
   opts.grid.is_signed = s.symmetric;
-  opts.clip = s.clip_search == pipeline::ClipSearch::kMse ? quant::ClipSearch::kMse : quant::ClipSearch::kNone;
+  opts.clip = s.clip_search;
+  opts.clip_steps = clip_steps;
+  opts.clip_min_ratio = clip_min_ratio;
 
   const ir::Shape& shape = w.shape();
   const float* x = w.data<float>();
   auto q = std::make_shared<QW>();
   quant::QuantizedTensor qt;
   switch (s.granularity) {
-    case Granularity::kPerTensor:
+    case Granularity::kTensor:
       qt = quant::quantizeTensor(x, shape, quant::kPerTensor, 0, opts);
-      q->granularity = QW::Granularity::kPerTensor;
+      q->granularity = quant::Granularity::kTensor;
       break;
-    case Granularity::kPerChannel: {
+    case Granularity::kChannel: {
       // One scale per output channel over everything else: view the weight as
       // [channels, rest] when the channel axis is first, or [rest, channels] when last (2-D).
       const int64_t channels = shape[static_cast<size_t>(channel_axis)];
@@ -35,21 +37,21 @@ std::shared_ptr<QW> quantizeWeight(const ir::Tensor& w, int64_t reduce_axis, int
       else throwInternal("per-channel quantization needs the channel axis first or last");
       qt.shape = shape;
       qt.scale_shape = {channels};
-      q->granularity = QW::Granularity::kPerChannel;
+      q->granularity = quant::Granularity::kChannel;
       q->axis = channel_axis;
       break;
     }
-    case Granularity::kPerGroup:
+    case Granularity::kGroup:
       // A convolution's reduction spans C/group x kh x kw, but blocks run along C only: when C fits
       // in one group (always for depthwise, C/group = 1) blocks would hold kh*kw or fewer weights, or
       // one. One scale per output channel is then the faithful reading of "groups of group_size".
       if (shape.size() > 2 && shape[static_cast<size_t>(reduce_axis)] <= s.group_size) {
         pipeline::WeightSettings per_channel = s;
-        per_channel.granularity = Granularity::kPerChannel;
-        return quantizeWeight(w, reduce_axis, channel_axis, per_channel);
+        per_channel.granularity = Granularity::kChannel;
+        return quantizeWeight(w, reduce_axis, channel_axis, per_channel, clip_steps, clip_min_ratio);
       }
       qt = quant::quantizeTensor(x, shape, reduce_axis, s.group_size, opts);
-      q->granularity = QW::Granularity::kBlocked;
+      q->granularity = quant::Granularity::kGroup;
       q->axis = reduce_axis;
       q->block_size = s.group_size;
       break;

@@ -9,8 +9,7 @@
 
 #include "lib/driver/inspect.h"
 #include "lib/driver/quantize_job.h"
-#include "lib/pipeline/pass_registry.h"
-#include "lib/runtime/run_model.h"
+#include "lib/driver/run_job.h"
 #include "lib/util/error.h"
 
 namespace {
@@ -24,15 +23,6 @@ void setupLogging(const std::string& level, bool quiet) {
     return;
   }
   spdlog::set_level(spdlog::level::from_str(level));
-}
-
-void printPasses() {
-  for (const auto& p : ptq::pipeline::passRegistry()) {
-    std::printf("%s\n    %s\n", p.name.c_str(), p.summary.c_str());
-    if (p.options.empty()) std::printf("    options: none\n");
-    for (const auto& o : p.options)
-      std::printf("    %s (%s, default %s): %s\n", o.name.c_str(), o.type.c_str(), o.default_value.c_str(), o.help.c_str());
-  }
 }
 
 }  // namespace
@@ -95,7 +85,7 @@ int main(int argc, char** argv) {
                                 ->check(CLI::IsMember({"qdq", "matmulnbits"}));
   unpack->add_flag("--external-data", unpack_external, "Write weights to OUTPUT.data beside the model");
 
-  ptq::runtime::RunModelOptions run_opts;
+  ptq::driver::RunModelOptions run_opts;
   auto* run = app.add_subcommand("run", "Run a model on the built-in CPU executor");
   run->add_option("model", run_opts.model_path, "Input .onnx model")->required();
   run->add_option("-i,--input", run_opts.inputs, "NAME=FILE (.npy/.npz/.pb), or one .npz feeding every input (repeatable)")
@@ -145,11 +135,11 @@ int main(int argc, char** argv) {
       if (*unpack_format_opt) f = ptq::pipeline::parseOutputFormat(unpack_format, "--format");
       ptq::driver::unpackModel(unpack_in, unpack_out, f, unpack_external);
     } else if (*run) {
-      auto r = ptq::runtime::runModelCommand(run_opts);
+      auto r = ptq::driver::runModelCommand(run_opts);
       std::cout << r.summary;
       spdlog::info("ran in {:.3f} s", r.seconds);
     } else if (*passes) {
-      printPasses();
+      std::cout << ptq::driver::listPasses();
     }
   } catch (const ptq::Error& e) {
     spdlog::error("{}", e.what());

@@ -37,6 +37,7 @@ class GraphReader {
 
     for (auto& tp : *gp.mutable_initializer()) {
       Value* v = g.addInitializer(tp.name(), ir::Tensor());
+      v->external_data = tp.data_location() == onnx::TensorProto::EXTERNAL;
       v->initializer = tensorFromProto(tp, where + ": initializer '" + tp.name() + "'", resolver_);
       setTypeFromTensor(v);
     }
@@ -237,7 +238,13 @@ ir::Model convert(onnx::ModelProto& mp, const std::string& path, ExternalDataRes
   m.model_version = mp.model_version();
   m.doc_string = mp.doc_string();
   for (const auto& p : mp.metadata_props()) m.metadata_props.emplace_back(p.key(), p.value());
-  for (const auto& f : mp.functions()) m.functions_opaque.push_back(f.SerializeAsString());
+  for (const auto& f : mp.functions()) {
+    m.functions_opaque.push_back(f.SerializeAsString());
+    ir::Model::FunctionSummary fs;
+    fs.name = f.name();
+    for (const auto& o : f.opset_import()) fs.opset_imports.push_back({o.domain(), o.version()});
+    m.function_summaries.push_back(std::move(fs));
+  }
   for (const auto& t : mp.training_info()) m.training_info_opaque.push_back(t.SerializeAsString());
   GraphReader(path, resolver, std::move(add_initializers)).read(*mp.mutable_graph(), *m.graph);
   return m;

@@ -130,9 +130,9 @@ ir::Tensor dequantize(const ir::QuantizedWeight& q) {
   for (int64_t d = q.axis + 1; d < rank; ++d) inner *= shape[static_cast<size_t>(d)];
   for (int64_t i = 0; i < n; ++i) {
     int64_t si = 0;
-    if (q.granularity == ir::QuantizedWeight::Granularity::kPerChannel) {
+    if (q.granularity == quant::Granularity::kChannel) {
       si = (i / inner) % shape[static_cast<size_t>(q.axis)];
-    } else if (q.granularity == ir::QuantizedWeight::Granularity::kBlocked) {
+    } else if (q.granularity == quant::Granularity::kGroup) {
       const int64_t dim = shape[static_cast<size_t>(q.axis)];
       const int64_t blocks = (dim + q.block_size - 1) / q.block_size;
       const int64_t outer = i / (inner * dim), along = (i / inner) % dim, in = i % inner;
@@ -144,10 +144,10 @@ ir::Tensor dequantize(const ir::QuantizedWeight& q) {
   return out;
 }
 
-ir::QuantizedWeight::Granularity parseGranularity(const std::string& g, const std::string& what) {
-  if (g == "tensor") return ir::QuantizedWeight::Granularity::kPerTensor;
-  if (g == "channel") return ir::QuantizedWeight::Granularity::kPerChannel;
-  if (g == "block") return ir::QuantizedWeight::Granularity::kBlocked;
+quant::Granularity parseGranularity(const std::string& g, const std::string& what) {
+  if (g == "tensor") return quant::Granularity::kTensor;
+  if (g == "channel") return quant::Granularity::kChannel;
+  if (g == "block") return quant::Granularity::kGroup;
   throwInput(what + ": unknown granularity '" + g + "'");
 }
 

@@ -77,11 +77,12 @@ std::vector<uint8_t> packCodes(const ir::Tensor& codes, int bits) {
   return out;
 }
 
-const char* granularityName(ir::QuantizedWeight::Granularity g) {
+// The file's spelling (format version 1 says "block" where the tool says "group").
+const char* fileGranularityName(quant::Granularity g) {
   switch (g) {
-    case ir::QuantizedWeight::Granularity::kPerTensor: return "tensor";
-    case ir::QuantizedWeight::Granularity::kPerChannel: return "channel";
-    case ir::QuantizedWeight::Granularity::kBlocked: return "block";
+    case quant::Granularity::kTensor: return "tensor";
+    case quant::Granularity::kChannel: return "channel";
+    case quant::Granularity::kGroup: return "block";
   }
   return "?";
 }
@@ -94,8 +95,11 @@ PackStats writePacked(const ir::Model& model, const std::string& path, const Pro
   json quantized = json::array();
   // Float weights first: the graph needs their placements.
   const std::string location = "ptq-data-section";
+  // Weights' codes are stored; int32 bias annotations (bits 32) are not: the file keeps the float
+  // bias, and unpack's legalize derives the same int32 codes from the weight and activation scales.
+  auto stored = [](const ir::Value& v) { return v.quant && v.quant->bits <= 8; };
   auto place = [&](const ir::Value& v) -> std::optional<onnx_io::TensorPlacement> {
-    if (v.quant) return std::nullopt;  // carried by the quantized blobs instead
+    if (stored(v)) return std::nullopt;  // carried by the quantized blobs instead
     // Small tensors (norm scales, biases, shape constants) ride inside the graph blob: a blob of
     // their own would cost more in header and alignment than it holds.
     if (v.initializer.dtype() == ir::DType::kString || v.initializer.nbytes() < kInlineBelowBytes)
@@ -104,10 +108,10 @@ PackStats writePacked(const ir::Model& model, const std::string& path, const Pro
     return onnx_io::TensorPlacement{false, location, blobs.offsetOf(i), v.initializer.nbytes()};
   };
   for (ir::Value* v : model.graph->initializers()) {
-    if (!v->quant) continue;
+    if (!stored(*v)) continue;
     const ir::QuantizedWeight& q = *v->quant;
     json e{{"name", v->name()}, {"shape", v->initializer.shape()}, {"bits", q.bits}, {"signed", q.is_signed},
-           {"symmetric", q.symmetric}, {"granularity", granularityName(q.granularity)}, {"axis", q.axis},
+           {"symmetric", q.symmetric}, {"granularity", fileGranularityName(q.granularity)}, {"axis", q.axis},
            {"block_size", q.block_size}, {"method", q.method}, {"scale_shape", q.scales.shape()}, {"mse", q.mse},
            {"sqnr_db", q.sqnr_db}};
     e["codes"] = blobs.addOwned("codes:" + v->name(), packCodes(q.codes, q.bits));

@@ -130,7 +130,8 @@ std::vector<int64_t> parseShape(const std::string& s, const std::string& what) {
   return out;
 }
 
-CalibrationSet CalibrationSet::load(const CalibrationSpec& spec, const ir::Graph& graph) {
+CalibrationSet CalibrationSet::load(const CalibrationSpec& spec, const ir::Graph& graph, const TensorFileReader& reader) {
+  const TensorFileReader readTensorFile = reader ? reader : TensorFileReader(calib::readTensorFile);
   CalibrationSet set;
   set.batch_size_ = spec.batch_size > 0 ? spec.batch_size : 8;
   const auto inputs = graph.realInputs();

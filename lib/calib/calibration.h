@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "lib/calib/npy.h"
 #include "lib/ir/graph.h"
 
 namespace ptq::calib {
@@ -37,7 +38,8 @@ class CalibrationSet {
  public:
   // Loads and validates against the graph's real inputs. Throws Error(kInput) naming input and file,
   // Error(kUsage) for an inconsistent spec.
-  static CalibrationSet load(const CalibrationSpec& spec, const ir::Graph& graph);
+  // `read` reads NAME=FILE / folder tensor files (default: calib::readTensorFile, .npy and .npz).
+  static CalibrationSet load(const CalibrationSpec& spec, const ir::Graph& graph, const TensorFileReader& read = {});
 
   int64_t samples() const { return samples_; }
   int64_t numBatches() const { return (samples_ + batch_size_ - 1) / batch_size_; }

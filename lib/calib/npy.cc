@@ -7,7 +7,6 @@
 #include <fstream>
 #include <sstream>
 
-#include "formats/onnx/onnx_io.h"
 #include "lib/util/atomic_file.h"
 #include "lib/util/error.h"
 
@@ -324,7 +323,7 @@ ir::Tensor readTensorFile(const std::string& path, const std::string& preferred_
     return path.size() >= n && path.compare(path.size() - n, n, ext) == 0;
   };
   if (ends(".npy")) return readNpy(path);
-  if (ends(".pb")) return onnx_io::loadTensorProtoFile(path);
+  if (ends(".pb")) throwInput(path + ": ONNX TensorProto (.pb) files are read by the driver's reader (driver::readTensorFile)");
   if (ends(".npz")) {
     NamedTensors all = readNpz(path);
     for (auto& [name, t] : all)

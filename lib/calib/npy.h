@@ -7,6 +7,7 @@
 // understood. Writers produce .npy v1 (v2 when the header needs it) and stored .npz, atomically.
 // Every error is ptq::Error(kInput) (reading) or kOutput (writing) naming the file.
 #pragma once
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -29,8 +30,11 @@ void writeNpz(const std::string& path, const NamedTensors& arrays);
 // Whether this build can read deflate-compressed .npz members (zlib linked).
 bool npzDeflateAvailable();
 
-// Reads one tensor by extension: .npy, .pb (ONNX TensorProto), or .npz (the member named
-// `preferred_name`, else the only member). Throws kInput naming the file otherwise.
+// Reads one tensor by extension: .npy or .npz (the member named `preferred_name`, else the only
+// member). Throws kInput naming the file otherwise. ONNX TensorProto (.pb) files need the ONNX
+// reader, which lib/calib does not know: lib/driver's readTensorFile adds them.
 ir::Tensor readTensorFile(const std::string& path, const std::string& preferred_name = "");
+// How calibration loading reads a NAME=FILE or DIR/NAME.ext tensor file (path, input name).
+using TensorFileReader = std::function<ir::Tensor(const std::string& path, const std::string& preferred_name)>;
 
 }  // namespace ptq::calib

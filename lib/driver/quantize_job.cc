@@ -10,14 +10,18 @@
 
 #include <spdlog/spdlog.h>
 
-#include "formats/onnx/lower_activations.h"
-#include "formats/onnx/lower_weights.h"
 #include "formats/onnx/onnx_io.h"
 #include "formats/packed/ptq_file.h"
 #include "lib/calib/calibration.h"
+#include "lib/driver/pipeline_run.h"
+#include "lib/driver/tensor_files.h"
+#include "lib/ir/verifier.h"
 #include "lib/pipeline/pass_manager.h"
+#include "lib/pipeline/quant_plan.h"
 #include "lib/util/atomic_file.h"
 #include "lib/util/error.h"
+#include "passes/legalize/legalize.h"
+#include "passes/registry.h"
 
 namespace ptq::driver {
 
@@ -54,9 +58,11 @@ int64_t packedBytes(const ir::QuantizedWeight& q) {
          (q.zero_points.empty() ? 0 : (q.zero_points.numel() * q.bits + 7) / 8);
 }
 
-// Folds the command line's --calib arguments into the config's calibration spec.
+// Folds the command line's --calib arguments and the effective seed (the config's, or --seed) into
+// the config's calibration spec.
 calib::CalibrationSpec calibrationSpec(const pipeline::QuantConfig& config, const QuantizeOptions& opts) {
   calib::CalibrationSpec spec = config.calibration;
+  spec.seed = config.seed;
   if (!opts.calib.empty()) {
     spec.named_files.clear();
     spec.dir.clear();
@@ -78,7 +84,8 @@ calib::CalibrationSpec calibrationSpec(const pipeline::QuantConfig& config, cons
 }
 
 void writePackedOutput(const ir::Model& model, const pipeline::QuantConfig& config, const calib::CalibrationSet* calibration,
-                       const std::string& unpack_form, const QuantizeOptions& opts, pipeline::Report& report) {
+                       const std::string& unpack_form, const QuantizeOptions& opts, pipeline::Report& report,
+                       const std::vector<const ir::Value*>& layer_weights) {
   packed::Provenance prov;
   prov.tool_version = PTQ_VERSION;
   prov.config_json = report.config_json;
@@ -86,15 +93,17 @@ void writePackedOutput(const ir::Model& model, const pipeline::QuantConfig& conf
   prov.source = opts.model_path.substr(opts.model_path.find_last_of('/') + 1);
   prov.source_bytes = report.input_bytes;
   if (calibration) prov.calibration_digest = calibration->digest();
-  // The report's per-layer records come from the annotations, as the lowering would write them.
-  for (ir::Value* v : model.graph->initializers())
-    if (v->quant) onnx_io::recordQuantizedLayer(*v, "packed", packedBytes(*v->quant), report);
+  for (size_t i = 0; i < report.layers.size(); ++i)
+    if (report.layers[i].bits) {
+      report.layers[i].form = "packed";
+      report.layers[i].bytes_after = packedBytes(*layer_weights[i]->quant);
+    }
   spdlog::info("writing {}", opts.output_path);
   packed::writePacked(model, opts.output_path, prov, unpack_form);
 }
 
-onnx_io::LoweringOptions onnxLowering(const pipeline::QuantConfig& config, const QuantizeOptions& opts) {
-  onnx_io::LoweringOptions lower;
+legalize::LegalizeOptions onnxLowering(const pipeline::QuantConfig& config, const QuantizeOptions& opts) {
+  legalize::LegalizeOptions lower;
   lower.prefer_matmulnbits = config.format == pipeline::OutputFormat::kMatMulNBits;
   lower.matmulnbits_accuracy_level = opts.accuracy_level;
   return lower;
@@ -106,13 +115,7 @@ void checkOutputPath(const std::string& in, const std::string& out) {
   checkWritableTarget(out, "output");
 }
 
-// Turns the quantization annotations into ONNX (int32 biases first: they read the weights' scales)
-// and writes the model.
-void lowerAndSave(ir::Model& model, const onnx_io::LoweringOptions& lower, bool external_data, const std::string& out,
-                  pipeline::Report& report) {
-  onnx_io::quantizeBiases(model, report);
-  onnx_io::lowerQuantizedWeights(model, lower, report);
-  onnx_io::lowerActivations(model, report);
+void saveOnnx(const ir::Model& model, bool external_data, const std::string& out) {
   onnx_io::SaveOptions save;
   if (external_data) save.external_data = onnx_io::SaveOptions::ExternalData::kAlways;
   spdlog::info("writing {}", out);
@@ -125,12 +128,12 @@ void unpackModel(const std::string& in, const std::string& out, std::optional<pi
                  bool external_data) {
   checkOutputPath(in, out);
   packed::PackedModel pm = packed::readPacked(in);
-  onnx_io::LoweringOptions lower;
+  legalize::LegalizeOptions lower;
   const pipeline::OutputFormat f = format ? *format : pipeline::parseOutputFormat(pm.output_form, in + ": output_form");
   if (f == pipeline::OutputFormat::kPacked) throwUsage("unpack: --format must be qdq or matmulnbits");
   lower.prefer_matmulnbits = f == pipeline::OutputFormat::kMatMulNBits;
-  pipeline::Report report;
-  lowerAndSave(pm.model, lower, external_data, out, report);
+  legalize::legalize(pm.model, lower);
+  saveOnnx(pm.model, external_data, out);
 }
 
 std::string resolveConfigPath(const std::string& arg) {
@@ -146,6 +149,8 @@ std::string resolveConfigPath(const std::string& arg) {
   throwUsage(arg + ": no such config file or preset (presets: w8a16, w4a16, w8a8, w4a8 in configs/)");
 }
 
+std::string listPasses() { return pipeline::describePasses(passes::builtinPasses()); }
+
 void convertModel(const std::string& in, const std::string& out, bool external_data) {
   checkOutputPath(in, out);
   ir::Model model = onnx_io::loadModel(in);
@@ -160,18 +165,35 @@ pipeline::Report runQuantize(const QuantizeOptions& opts) {
   checkOutputPath(opts.model_path, opts.output_path);
   if (!opts.report_path.empty()) checkWritableTarget(opts.report_path, "report");
 
-  pipeline::QuantConfig config = pipeline::loadConfig(resolveConfigPath(opts.config_path));
+  const pipeline::PassTable& passes = passes::builtinPasses();
+  pipeline::QuantConfig config = pipeline::loadConfig(resolveConfigPath(opts.config_path), passes);
   // A packed file unpacks to the config's own ONNX form unless that is "packed" too.
   const std::string unpack_form =
       config.format == pipeline::OutputFormat::kMatMulNBits ? "matmulnbits" : "qdq";
   if (opts.format) config.format = *opts.format;
   if (opts.seed) config.seed = *opts.seed;
   if (opts.threads > 0) omp_set_num_threads(opts.threads);
+  // The whole pipeline is checked (order, calibration needs) before anything is loaded or run.
+  const calib::CalibrationSpec spec = calibrationSpec(config, opts);
+  pipeline::PassManager::checkPipeline(config, !spec.empty());
 
   spdlog::info("loading {}", opts.model_path);
   ir::Model model = onnx_io::loadModel(opts.model_path);
 
-  pipeline::Report report;
+  // Calibration data is loaded (and validated against the model's inputs) before any pass runs.
+  std::unique_ptr<calib::CalibrationSet> calibration;
+  if (!spec.empty()) {
+    calibration = std::make_unique<calib::CalibrationSet>(calib::CalibrationSet::load(spec, *model.graph, readTensorFile));
+    spdlog::info("calibration: {}", calibration->describe());
+  }
+  if (config.format == pipeline::OutputFormat::kPacked)
+    for (const pipeline::LayerPlan& l : pipeline::buildPlan(*model.graph, config).layers())
+      if (!l.skip && !l.scope.empty())
+        throwUsage(opts.output_path + ": the packed format holds main-graph weights only, and " + l.label() +
+                   " is inside a subgraph; write qdq or matmulnbits");
+
+  PipelineRun run = runPipeline(model, config, calibration.get(), opts.threads, opts.verify_each);
+  pipeline::Report& report = run.report;
   report.tool_version = PTQ_VERSION;
   report.input = opts.model_path;
   report.output = opts.output_path;
@@ -180,32 +202,22 @@ pipeline::Report runQuantize(const QuantizeOptions& opts) {
   report.seed = config.seed;
   report.threads = opts.threads;
   report.input_bytes = fileSize(opts.model_path);
-
-  // Calibration data is loaded (and validated against the model's inputs) before any pass runs.
-  std::unique_ptr<calib::CalibrationSet> calibration;
-  const calib::CalibrationSpec spec = calibrationSpec(config, opts);
-  if (!spec.empty()) {
-    calibration = std::make_unique<calib::CalibrationSet>(calib::CalibrationSet::load(spec, *model.graph));
-    spdlog::info("calibration: {}", calibration->describe());
-    report.calibration = calibration->describe() + " (xxh64 " + calibration->digest() + ")";
-  }
-
-  pipeline::PassManager pm = pipeline::PassManager::fromConfig(config, opts.verify_each);
-  pm.on_pass_start = [](const std::string& name, size_t i, size_t n) { spdlog::info("pass {}/{}: {}", i + 1, n, name); };
-  pipeline::PassContext ctx{config, report, config.seed, opts.threads, calibration.get()};
-  pm.run(model, ctx);
+  if (calibration) report.calibration = calibration->describe() + " (xxh64 " + calibration->digest() + ")";
 
   // Provenance travels with the model.
   model.metadata_props.emplace_back("ptq_tool.version", PTQ_VERSION);
   model.metadata_props.emplace_back("ptq_tool.config", report.config_json);
-  const bool reads_calibration = std::find(config.pipeline.begin(), config.pipeline.end(), "qdq") != config.pipeline.end();
+  bool reads_calibration = false;
+  for (const auto& p : config.pipeline) reads_calibration = reads_calibration || p.info->traits.needs_calibration;
   if (calibration && !reads_calibration)
     report.warnings.push_back("calibration data was given, but no pass in the pipeline reads it");
 
-  if (config.format == pipeline::OutputFormat::kPacked)
-    writePackedOutput(model, config, calibration.get(), unpack_form, opts, report);
-  else
-    lowerAndSave(model, onnxLowering(config, opts), opts.external_data, opts.output_path, report);
+  if (config.format == pipeline::OutputFormat::kPacked) {
+    writePackedOutput(model, config, calibration.get(), unpack_form, opts, report, run.layer_weights);
+  } else {
+    legalizeRun(model, onnxLowering(config, opts), run, opts.verify_each);
+    saveOnnx(model, opts.external_data, opts.output_path);
+  }
   report.output_bytes = fileSize(opts.output_path) + fileSize(opts.output_path + ".data");
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!opts.report_path.empty()) writeFileAtomically(opts.report_path, report.toJson() + "\n");

@@ -40,6 +40,9 @@ void convertModel(const std::string& in, const std::string& out, bool external_d
 void unpackModel(const std::string& in, const std::string& out, std::optional<pipeline::OutputFormat> format,
                  bool external_data);
 
+// `ptq-tool passes`: the pass table as text (summary, traits, typed options with ranges and defaults).
+std::string listPasses();
+
 // Resolves a --config argument: an existing file, else configs/<name>.json beside the executable's
 // source tree or install prefix. Throws kUsage listing the presets when neither exists.
 std::string resolveConfigPath(const std::string& arg);

@@ -105,6 +105,14 @@ void Graph::eraseValue(Value* v) {
   values_.remove_if([v](const std::unique_ptr<Value>& p) { return p.get() == v; });
 }
 
+void Graph::renameValue(Value* v, const std::string& new_name) {
+  if (v->name_ == new_name) return;
+  if (by_name_.count(new_name)) throwInternal("renameValue('" + v->name() + "'): name '" + new_name + "' is taken");
+  by_name_.erase(v->name_);
+  v->name_ = new_name;
+  by_name_[new_name] = v;
+}
+
 std::vector<Value*> Graph::initializers() const { return initializer_order_; }
 
 std::vector<Value*> Graph::realInputs() const {

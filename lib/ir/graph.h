@@ -25,6 +25,7 @@
 
 #include "lib/ir/attribute.h"
 #include "lib/ir/tensor.h"
+#include "lib/quant/grid.h"
 
 namespace ptq::ir {
 
@@ -42,19 +43,21 @@ struct Dim {
 // writer (DequantizeLinear, MatMulNBits or the packed file). Codes are one per byte (int8 or uint8
 // tensor with the weight's shape) whatever `bits` is; writers pack them.
 //   value = (code - zero_point) * scale
-// The granularities are exactly ONNX DequantizeLinear's forms:
-//   kPerTensor:  scales shape [] (scalar).
-//   kPerChannel: `axis` is the channel axis; scales shape [dim(axis)].
-//   kBlocked:    `axis` is the blocked (reduction) axis; scales have the weight's shape with
-//                dim(axis) replaced by ceil(dim(axis) / block_size).
+// The granularities (quant::Granularity) are exactly ONNX DequantizeLinear's forms:
+//   kTensor:  scales shape [] (scalar).
+//   kChannel: `axis` is the channel axis; scales shape [dim(axis)].
+//   kGroup:   `axis` is the blocked (reduction) axis; scales have the weight's shape with
+//             dim(axis) replaced by ceil(dim(axis) / block_size).
+// bits == 32 marks an int32 bias (codes int32, symmetric, no zero point; scale s_x * s_w), attached
+// by the qdq pass so that the executor and the writers see the same bias the file will hold.
 struct QuantizedWeight {
-  enum class Granularity { kPerTensor, kPerChannel, kBlocked };
-  int bits = 8;            // 2..8
+  using Granularity = quant::Granularity;
+  int bits = 8;            // 2..8, or 32 (int32 bias)
   bool is_signed = true;   // codes in [-2^(b-1), 2^(b-1)-1] (int8 bytes) vs [0, 2^b-1] (uint8 bytes)
   bool symmetric = true;   // zero point fixed (0 signed, 2^(b-1) unsigned); zero_points may be omitted
-  Granularity granularity = Granularity::kPerChannel;
+  Granularity granularity = Granularity::kChannel;
   int64_t axis = 0;
-  int64_t block_size = 0;  // kBlocked only
+  int64_t block_size = 0;  // kGroup only
   Tensor codes;            // int8 / uint8, the weight's shape
   Tensor scales;           // float32
   Tensor zero_points;      // int8 / uint8 like codes, scales' shape
@@ -98,6 +101,7 @@ class Value {
   // Weight data (kind == kInitializer).
   Tensor initializer;
   bool from_constant_node = false;          // came from a Constant node; written back as one
+  bool external_data = false;               // the file kept its bytes in an external-data file
   std::string constant_node_name;           // that node's name
   std::string constant_node_attr;           // its attribute (value, value_float, value_ints, ...)
   std::shared_ptr<QuantizedWeight> quant;   // set by weight quantization passes
@@ -173,6 +177,10 @@ class Graph {
   std::string uniqueName(const std::string& base);
   // Removes a value with no producer and no uses (and not a graph input/output).
   void eraseValue(Value* v);
+  // Gives `v` a new name, free in this graph (throws kInternal otherwise). Subgraphs read enclosing
+  // values by name: renaming a value they read is how a writer keeps such a read pointing at a
+  // replacement (see legalize's lowering of outer-scope weights).
+  void renameValue(Value* v, const std::string& new_name);
 
   const std::vector<Value*>& inputs() const { return inputs_; }
   const std::vector<Value*>& outputs() const { return outputs_; }
@@ -239,6 +247,13 @@ struct Model {
   std::string doc_string;
   std::vector<std::pair<std::string, std::string>> metadata_props;
   std::vector<std::string> functions_opaque;      // serialized FunctionProto, kept as-is
+  // Name and opset imports of each of those functions (same order), read by the ONNX reader so that
+  // IR rewrites (the opset upgrade) can reason about them without protobuf.
+  struct FunctionSummary {
+    std::string name;
+    std::vector<OpsetImport> opset_imports;
+  };
+  std::vector<FunctionSummary> function_summaries;
   std::vector<std::string> training_info_opaque;  // serialized TrainingInfoProto, kept as-is
   std::unique_ptr<Graph> graph = std::make_unique<Graph>();
   // Where the model was read from (for error messages and external data).

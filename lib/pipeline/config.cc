@@ -7,21 +7,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "lib/pipeline/pass_registry.h"
 #include "lib/util/error.h"
 
 namespace ptq::pipeline {
 
 using nlohmann::json;
-
-std::string granularityName(Granularity g) {
-  switch (g) {
-    case Granularity::kPerTensor: return "tensor";
-    case Granularity::kPerChannel: return "channel";
-    case Granularity::kPerGroup: return "group";
-  }
-  return "?";
-}
 
 std::string outputFormatName(OutputFormat f) {
   switch (f) {
@@ -135,7 +125,7 @@ class ObjectReader {
 
 Granularity parseGranularity(ObjectReader& r, const std::string& k) {
   const std::string g = r.choice(k, {"tensor", "channel", "group"});
-  return g == "tensor" ? Granularity::kPerTensor : g == "channel" ? Granularity::kPerChannel : Granularity::kPerGroup;
+  return g == "tensor" ? Granularity::kTensor : g == "channel" ? Granularity::kChannel : Granularity::kGroup;
 }
 
 ClipSearch parseClip(ObjectReader& r, const std::string& k) {
@@ -180,15 +170,32 @@ void readActivations(const json& j, const std::string& source, ActivationSetting
   }
   if (r.has("symmetric")) a.symmetric = r.boolean("symmetric");
   if (r.has("observer")) a.observer = r.choice("observer", {"minmax", "moving_minmax", "percentile", "mse", "entropy"});
+  // Observer options are read only by their observer: one given next to another observer is an error.
+  auto onlyFor = [&](const char* key, std::initializer_list<const char*> observers) {
+    for (const char* o : observers)
+      if (a.observer == o) return;
+    std::string list;
+    for (const char* o : observers) list += std::string(list.empty() ? "" : ", ") + "'" + o + "'";
+    r.fail(key, "is read only by the " + list + " observer" + (observers.size() > 1 ? "s" : "") + ", not by '" +
+                    a.observer + "'");
+  };
   if (r.has("percentile")) {
+    onlyFor("percentile", {"percentile"});
     if (!r.raw("percentile").is_number()) r.fail("percentile", "must be a number");
     a.percentile = r.raw("percentile").get<double>();
+    if (!(*a.percentile >= 50 && *a.percentile <= 100)) r.fail("percentile", "must be in [50, 100], got " + r.raw("percentile").dump());
   }
   if (r.has("momentum")) {
+    onlyFor("momentum", {"moving_minmax"});
     if (!r.raw("momentum").is_number()) r.fail("momentum", "must be a number");
     a.momentum = r.raw("momentum").get<double>();
+    if (!(*a.momentum > 0 && *a.momentum <= 1)) r.fail("momentum", "must be in (0, 1], got " + r.raw("momentum").dump());
   }
-  if (r.has("bins")) a.bins = static_cast<int>(r.integer("bins", 16, 1 << 20));
+  if (r.has("bins")) {
+    onlyFor("bins", {"percentile", "mse", "entropy"});
+    a.bins = static_cast<int>(r.integer("bins", 16, 1 << 20));
+    if (*a.bins % 2) r.fail("bins", "must be even, got " + std::to_string(*a.bins));
+  }
   if (r.has("op_types")) {
     a.op_types = r.strings("op_types");
     const std::vector<std::string>& known = activationOpTypes();
@@ -230,7 +237,7 @@ void readCalibration(const json& j, const std::string& source, calib::Calibratio
 
 }  // namespace
 
-QuantConfig parseConfig(const std::string& text, const std::string& source) {
+QuantConfig parseConfig(const std::string& text, const std::string& source, const PassTable& passes) {
   json j;
   try {
     j = json::parse(text);
@@ -245,12 +252,32 @@ QuantConfig parseConfig(const std::string& text, const std::string& source) {
   if (r.has("description")) c.description = r.string("description");
   if (r.has("format")) c.format = parseOutputFormat(r.string("format"), source + ": format");
   if (r.has("seed")) c.seed = static_cast<uint64_t>(r.integer("seed", 0, INT64_MAX));
+  std::vector<std::string> pipeline{"rtn"};
   if (r.has("pipeline")) {
-    c.pipeline = r.strings("pipeline");
-    if (c.pipeline.empty()) r.fail("pipeline", "must name at least one pass");
-    for (const auto& p : c.pipeline)
-      if (!findPass(p)) r.fail("pipeline", "unknown pass '" + p + "' (see `ptq-tool passes`)");
+    pipeline = r.strings("pipeline");
+    if (pipeline.empty()) r.fail("pipeline", "must name at least one pass");
   }
+  for (size_t i = 0; i < pipeline.size(); ++i) {
+    const PassInfo* info = findPass(passes, pipeline[i]);
+    if (!info) r.fail("pipeline", "unknown pass '" + pipeline[i] + "' (passes: " + passNames(passes) + ")");
+    for (size_t k = 0; k < i; ++k)
+      if (pipeline[k] == pipeline[i]) r.fail("pipeline", "names pass '" + pipeline[i] + "' twice");
+    c.pipeline.push_back(PassSpec{info, {}});
+  }
+  // Options are parsed (defaults filled, ranges checked) for every pass of the pipeline now.
+  const json no_options;
+  const json* given = nullptr;
+  if (r.has("passes")) {
+    given = &r.raw("passes");
+    if (!given->is_object()) r.fail("passes", "must be an object keyed by pass name");
+    for (auto it = given->begin(); it != given->end(); ++it) {
+      if (!findPass(passes, it.key())) r.fail("passes." + it.key(), "unknown pass (passes: " + passNames(passes) + ")");
+      if (!c.hasPass(it.key())) r.fail("passes." + it.key(), "options for a pass the pipeline does not name");
+    }
+  }
+  for (PassSpec& p : c.pipeline)
+    p.options = parseOptions(p.info->options, given && given->contains(p.name()) ? given->at(p.name()) : no_options,
+                             source + ": passes." + p.name());
   if (r.has("weights")) readWeights(r.raw("weights"), source, "weights", c.weights);
   if (r.has("activations")) readActivations(r.raw("activations"), source, c.activations);
   if (r.has("calibration")) readCalibration(r.raw("calibration"), source, c.calibration);
@@ -276,55 +303,36 @@ QuantConfig parseConfig(const std::string& text, const std::string& source) {
       c.overrides.push_back(std::move(o));
     }
   }
-  if (r.has("passes")) {
-    const json& p = r.raw("passes");
-    if (!p.is_object()) r.fail("passes", "must be an object keyed by pass name");
-    for (auto it = p.begin(); it != p.end(); ++it) {
-      const PassInfo* info = findPass(it.key());
-      if (!info) r.fail("passes." + it.key(), "unknown pass (see `ptq-tool passes`)");
-      validatePassOptions(*info, it.value(), source + ": passes." + it.key());
-      c.pass_options.emplace_back(it.key(), it.value().dump());
-    }
-  }
-  c.calibration.seed = c.seed;
-  const bool has_qdq = std::find(c.pipeline.begin(), c.pipeline.end(), "qdq") != c.pipeline.end();
-  if (has_qdq && !c.activations.present) r.fail("activations", "is required when the pipeline has the 'qdq' pass");
-  if (!has_qdq && c.activations.present) r.fail("activations", "is read only by the 'qdq' pass, which the pipeline does not name");
-  if (c.weights.granularity == Granularity::kPerGroup && c.weights.group_size <= 0)
+  const bool reads_activations = c.quantizesActivations();
+  std::string readers;
+  for (const auto& info : passes)
+    if (info.traits.reads_activations) readers += (readers.empty() ? "'" : ", '") + info.name + "'";
+  if (reads_activations && !c.activations.present) r.fail("activations", "is required: the pipeline quantizes activations");
+  if (!reads_activations && c.activations.present)
+    r.fail("activations", "is read only by " + readers + ", which the pipeline does not name");
+  if (c.weights.granularity == Granularity::kGroup && c.weights.group_size <= 0)
     r.fail("weights.group_size", "is required for granularity 'group'");
   return c;
 }
 
-QuantConfig loadConfig(const std::string& path) {
+QuantConfig loadConfig(const std::string& path, const PassTable& passes) {
   std::ifstream f(path);
   if (!f) throwUsage(path + ": cannot open config file");
   std::stringstream ss;
   ss << f.rdbuf();
-  return parseConfig(ss.str(), path);
+  return parseConfig(ss.str(), path, passes);
 }
 
-std::optional<WeightSettings> QuantConfig::settingsFor(const std::string& node_name, const std::string& weight_name,
-                                                       const std::string& op_type) const {
-  for (const auto& pat : layers.skip)
-    if (globMatch(pat, node_name) || globMatch(pat, weight_name)) return std::nullopt;
-  WeightSettings s = weights;
-  for (const auto& o : overrides) {
-    if (!o.op_type.empty() && o.op_type != op_type) continue;
-    if (!globMatch(o.match, node_name) && !globMatch(o.match, weight_name)) continue;
-    if (o.skip) return std::nullopt;
-    if (o.bits) s.bits = *o.bits;
-    if (o.symmetric) s.symmetric = *o.symmetric;
-    if (o.granularity) s.granularity = *o.granularity;
-    if (o.group_size) s.group_size = *o.group_size;
-    if (o.clip_search) s.clip_search = *o.clip_search;
-  }
-  return s;
+bool QuantConfig::hasPass(const std::string& name) const {
+  for (const auto& p : pipeline)
+    if (p.name() == name) return true;
+  return false;
 }
 
-std::string QuantConfig::passOptionsJson(const std::string& pass) const {
-  for (const auto& [n, j] : pass_options)
-    if (n == pass) return j;
-  return "{}";
+bool QuantConfig::quantizesActivations() const {
+  for (const auto& p : pipeline)
+    if (p.info->traits.reads_activations) return true;
+  return false;
 }
 
 std::string configToJson(const QuantConfig& c) {
@@ -337,7 +345,12 @@ std::string configToJson(const QuantConfig& c) {
   if (!c.description.empty()) j["description"] = c.description;
   j["format"] = outputFormatName(c.format);
   j["seed"] = c.seed;
-  j["pipeline"] = c.pipeline;
+  json pipeline = json::array(), passes = json::object();
+  for (const auto& p : c.pipeline) {
+    pipeline.push_back(p.name());
+    passes[p.name()] = json::parse(p.options.toJson());
+  }
+  j["pipeline"] = pipeline;
   j["weights"] = weightsJson(c.weights);
   j["layers"] = {{"op_types", c.layers.op_types}, {"quantize_embeddings", c.layers.quantize_embeddings},
                  {"skip", c.layers.skip}, {"min_elements", c.layers.min_elements}};
@@ -364,8 +377,6 @@ std::string configToJson(const QuantConfig& c) {
     if (c.activations.bins) a["bins"] = *c.activations.bins;
     j["activations"] = a;
   }
-  json passes = json::object();
-  for (const auto& [n, t] : c.pass_options) passes[n] = json::parse(t);
   j["passes"] = passes;
   return j.dump();
 }

@@ -1,6 +1,10 @@
 // The typed quantization config: JSON presets (configs/*.json) mapped onto plain structs.
 // Unknown keys, wrong types and out-of-range values are errors naming the file and the key path
-// (e.g. "configs/w4a16.json: weights.bits: 9 is out of range 2..8"). A key nobody reads is an error.
+// (e.g. "configs/w4a16.json: weights.bits: 9 is out of range 2..8"). A key nobody reads is an error:
+// options of a pass the pipeline does not name, observer options the chosen observer ignores, an
+// "activations" section without a pass that reads it. Pass options are parsed against the pass table
+// (pass_registry.h) here, when the config is loaded, so an error in the last pass's options is
+// reported before the first pass runs.
 #pragma once
 #include <cstdint>
 #include <optional>
@@ -10,14 +14,15 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "lib/calib/calibration.h"
+#include "lib/pipeline/pass_registry.h"
+#include "lib/quant/grid.h"
 
 namespace ptq::pipeline {
 
-enum class Granularity { kPerTensor, kPerChannel, kPerGroup };
-enum class ClipSearch { kNone, kMse };
+using quant::ClipSearch;
+using quant::Granularity;
 enum class OutputFormat { kQdq, kMatMulNBits, kPacked };
 
-std::string granularityName(Granularity g);
 std::string outputFormatName(OutputFormat f);
 // Parses "qdq" | "matmulnbits" | "packed"; throws kUsage naming `what`.
 OutputFormat parseOutputFormat(const std::string& s, const std::string& what);
@@ -26,8 +31,8 @@ OutputFormat parseOutputFormat(const std::string& s, const std::string& what);
 struct WeightSettings {
   int bits = 8;                           // 2..8
   bool symmetric = true;
-  Granularity granularity = Granularity::kPerChannel;
-  int64_t group_size = 128;               // 16..256 for kPerGroup
+  Granularity granularity = Granularity::kChannel;
+  int64_t group_size = 128;               // 16..256 for kGroup
   ClipSearch clip_search = ClipSearch::kNone;
 };
 
@@ -70,9 +75,11 @@ struct ActivationSettings {
 // The op types "activations.op_types" accepts.
 const std::vector<std::string>& activationOpTypes();
 
+// One pipeline step: a pass of the table and its validated options (defaults filled in).
 struct PassSpec {
-  std::string name;
-  nlohmann::json* options = nullptr;      // owned by QuantConfig::pass_options_storage
+  const PassInfo* info = nullptr;
+  OptionValues options;
+  const std::string& name() const { return info->name; }
 };
 
 struct QuantConfig {
@@ -81,25 +88,22 @@ struct QuantConfig {
   std::string description;
   OutputFormat format = OutputFormat::kQdq;
   uint64_t seed = 0;
-  std::vector<std::string> pipeline{"rtn"};
+  std::vector<PassSpec> pipeline;         // the passes in order ("pipeline" key; default ["rtn"])
   WeightSettings weights;
   LayerSelection layers;
   std::vector<LayerOverride> overrides;
   ActivationSettings activations;
   calib::CalibrationSpec calibration;     // file paths relative to the working directory
-  // Per-pass options: {"rtn": {...}}; validated against each pass's declared options.
-  std::vector<std::pair<std::string, std::string>> pass_options;  // pass name -> JSON text
 
-  // The effective settings for one layer, or nullopt when the layer is skipped.
-  std::optional<WeightSettings> settingsFor(const std::string& node_name, const std::string& weight_name,
-                                            const std::string& op_type) const;
-  std::string passOptionsJson(const std::string& pass) const;  // "{}" when none given
+  bool hasPass(const std::string& name) const;
+  // Whether some pass of the pipeline reads the "activations" section (it quantizes activations).
+  bool quantizesActivations() const;
 };
 
-// Reads and validates a config file. Throws Error(kUsage) naming the file and key.
-QuantConfig loadConfig(const std::string& path);
+// Reads and validates a config file against the pass table. Throws Error(kUsage) naming the file and key.
+QuantConfig loadConfig(const std::string& path, const PassTable& passes);
 // Parses config JSON text (`source` names it in errors).
-QuantConfig parseConfig(const std::string& json_text, const std::string& source);
+QuantConfig parseConfig(const std::string& json_text, const std::string& source, const PassTable& passes);
 // The config back as JSON (for the report and the packed file's provenance).
 std::string configToJson(const QuantConfig& c);
 // Glob match with * and ?.

@@ -1,53 +1,45 @@
 #include "lib/pipeline/pass_registry.h"
 
-#include <nlohmann/json.hpp>
-
-#include "lib/util/error.h"
-#include "passes/qdq.h"
-#include "passes/rtn.h"
+#include <sstream>
 
 namespace ptq::pipeline {
 
-const std::vector<PassInfo>& passRegistry() {
-  static const std::vector<PassInfo> table = {
-      {"rtn",
-       "Round-to-nearest weight quantization with the config's weights settings (bits, symmetric, "
-       "granularity, group_size, clip_search) and per-layer overrides.",
-       {},
-       passes::createRtnPass},
-      {"qdq",
-       "Activation quantization: runs the float model on the calibration data, observes the inputs and outputs "
-       "of the selected layers with the config's \"activations\" observer, and marks them for QuantizeLinear/"
-       "DequantizeLinear pairs (plus int32 biases) in the written model.",
-       {},
-       passes::createQdqPass},
-  };
-  return table;
-}
-
-const PassInfo* findPass(const std::string& name) {
-  for (const auto& p : passRegistry())
+const PassInfo* findPass(const PassTable& table, const std::string& name) {
+  for (const auto& p : table)
     if (p.name == name) return &p;
   return nullptr;
 }
 
-void validatePassOptions(const PassInfo& info, const nlohmann::json& options, const std::string& where) {
-  if (!options.is_object()) throwUsage(where + ": must be an object");
-  for (auto it = options.begin(); it != options.end(); ++it) {
-    const PassOptionInfo* opt = nullptr;
-    for (const auto& o : info.options)
-      if (o.name == it.key()) opt = &o;
-    if (!opt) {
-      std::string known;
-      for (const auto& o : info.options) known += (known.empty() ? "" : ", ") + o.name;
-      throwUsage(where + "." + it.key() + ": unknown option of pass '" + info.name + "'" +
-                 (known.empty() ? " (it takes none)" : " (known: " + known + ")"));
+std::string passNames(const PassTable& table) {
+  std::string s;
+  for (const auto& p : table) s += (s.empty() ? "" : ", ") + p.name;
+  return s;
+}
+
+std::string describePasses(const PassTable& table) {
+  std::ostringstream o;
+  for (const auto& p : table) {
+    o << p.name << "\n    " << p.summary << "\n";
+    std::vector<std::string> traits;
+    if (p.traits.needs_calibration) traits.push_back("needs calibration data");
+    if (p.traits.needs_float_weights) traits.push_back("runs before any pass that quantizes weights");
+    if (p.traits.quantizes_weights) traits.push_back("quantizes weights");
+    if (p.traits.reads_activations) traits.push_back("reads the \"activations\" section");
+    if (p.traits.after_weight_quantization) traits.push_back("runs after every pass that quantizes weights");
+    if (!traits.empty()) {
+      o << "    traits:";
+      for (size_t i = 0; i < traits.size(); ++i) o << (i ? "; " : " ") << traits[i];
+      o << "\n";
     }
-    const auto& v = it.value();
-    const bool ok = (opt->type == "int" && v.is_number_integer()) || (opt->type == "float" && v.is_number()) ||
-                    (opt->type == "bool" && v.is_boolean()) || (opt->type == "string" && v.is_string());
-    if (!ok) throwUsage(where + "." + it.key() + ": must be of type " + opt->type + ", got " + v.dump());
+    if (p.options.empty()) o << "    options: none\n";
+    for (const auto& opt : p.options) {
+      o << "    " << opt.name << " (" << opt.typeName();
+      const std::string range = opt.rangeText();
+      if (!range.empty()) o << " in " << range;
+      o << ", default " << opt.defaultText() << "): " << opt.help << "\n";
+    }
   }
+  return o.str();
 }
 
 }  // namespace ptq::pipeline

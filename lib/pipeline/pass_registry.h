@@ -1,35 +1,43 @@
-// The one table of passes. `ptq-tool passes`, config validation ("pipeline" and "passes" keys) and
-// pass construction all read it; adding a pass means adding one row in pass_registry.cc.
+// What a pass declares about itself: name, summary, typed options, and what it needs from the
+// pipeline. The table itself lives with the passes (passes/registry.cc fills it: passes::builtinPasses),
+// so lib/pipeline knows no pass by name; config loading, `ptq-tool passes` and the PassManager's
+// up-front checks all read the table they are given.
 #pragma once
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json_fwd.hpp>
-
-#include "lib/pipeline/pass.h"
+#include "lib/pipeline/pass_options.h"
 
 namespace ptq::pipeline {
 
-struct PassOptionInfo {
-  std::string name;
-  std::string type;      // "int", "float", "bool", "string"
-  std::string default_value;
-  std::string help;
+class Pass;
+
+// What a pass needs and does, checked for the whole pipeline before any pass runs.
+struct PassTraits {
+  bool needs_calibration = false;          // reads calibration data (--calib or the config's section)
+  bool needs_float_weights = false;        // must run before every pass that quantizes weights
+  bool quantizes_weights = false;          // attaches weight quantization
+  bool reads_activations = false;          // reads the config's "activations" section (which it then requires)
+  bool after_weight_quantization = false;  // observes the model as written: must run after every pass that quantizes weights
 };
 
 struct PassInfo {
   std::string name;
   std::string summary;
-  std::vector<PassOptionInfo> options;
-  // Builds the pass from its validated options (a JSON object as text, "{}" when none were given).
-  std::function<std::unique_ptr<Pass>(const std::string& options_json)> create;
+  std::vector<OptionSpec> options;
+  PassTraits traits;
+  // Builds the pass from its validated options.
+  std::function<std::unique_ptr<Pass>(const OptionValues& options)> create;
 };
 
-const std::vector<PassInfo>& passRegistry();
-const PassInfo* findPass(const std::string& name);
-// Throws Error(kUsage) "<where>.<key>: ..." for unknown keys or wrong types.
-void validatePassOptions(const PassInfo& info, const nlohmann::json& options, const std::string& where);
+using PassTable = std::vector<PassInfo>;
+
+const PassInfo* findPass(const PassTable& table, const std::string& name);
+// "rtn, qdq" for messages.
+std::string passNames(const PassTable& table);
+// The table as text for `ptq-tool passes`: each pass, its summary, traits and options (type, range, default).
+std::string describePasses(const PassTable& table);
 
 }  // namespace ptq::pipeline

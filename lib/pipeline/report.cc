@@ -4,12 +4,38 @@
 
 #include <nlohmann/json.hpp>
 
+#include "lib/pipeline/quant_plan.h"
+
 namespace ptq::pipeline {
 
-LayerRecord* Report::findLayer(const std::string& weight) {
-  for (auto& l : layers)
-    if (l.weight == weight) return &l;
-  return nullptr;
+std::vector<LayerRecord> layerRecords(const QuantPlan& plan) {
+  std::vector<LayerRecord> out;
+  for (const LayerPlan& l : plan.layers()) {
+    LayerRecord r;
+    r.node = l.node->name;
+    r.op_type = l.node->opType();
+    r.scope = l.scope;
+    r.weight = l.weight->name();
+    r.shape = l.weight->initializer.shape();
+    r.decided_by = l.decided_by;
+    r.history = l.history;
+    r.activations = l.quantize_activations;
+    r.bytes_before = static_cast<int64_t>(l.weight->initializer.nbytes());
+    const ir::QuantizedWeight* q = l.weight->quant.get();
+    if (l.skip || !q) {
+      r.action = "skipped: " + (l.skip ? l.skip_reason : std::string("no pass quantized it"));
+    } else {
+      r.action = "quantized (" + (q->method.empty() ? std::string("rtn") : q->method) + ")";
+      r.bits = q->bits;
+      r.granularity = quant::granularityName(q->granularity);
+      r.group_size = q->block_size;
+      r.symmetric = q->symmetric;
+      r.mse = q->mse;
+      r.sqnr_db = q->sqnr_db;
+    }
+    out.push_back(std::move(r));
+  }
+  return out;
 }
 
 std::string Report::toJson() const {
@@ -27,7 +53,11 @@ std::string Report::toJson() const {
   int64_t before = 0, after = 0, quantized = 0;
   json layers_j = json::array();
   for (const auto& l : layers) {
-    json e{{"node", l.node}, {"op_type", l.op_type}, {"weight", l.weight}, {"shape", l.shape}, {"action", l.action}};
+    json e{{"node", l.node}, {"op_type", l.op_type}, {"weight", l.weight}, {"shape", l.shape}, {"action", l.action},
+           {"decided_by", l.decided_by}};
+    if (!l.scope.empty()) e["scope"] = l.scope;
+    if (!l.history.empty()) e["history"] = l.history;
+    if (l.activations) e["activations"] = "quantized";
     if (l.bits) {
       ++quantized;
       e["bits"] = l.bits;

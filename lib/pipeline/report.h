@@ -1,5 +1,7 @@
 // What a run did, for `--report report.json` and the end-of-run summary: one record per layer with
-// the decision and its error figures, one per pass with its counters, and warnings.
+// the decision and its error figures, one per pass with its counters, and warnings. The per-layer
+// records come from the quantization plan (layerRecords) and the legalize stage's result (what was
+// written per weight), never from the passes directly.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -8,12 +10,18 @@
 
 namespace ptq::pipeline {
 
+class QuantPlan;
+
 struct LayerRecord {
   std::string node;
   std::string op_type;
+  std::string scope;         // "" main graph, else the subgraph path (If/Loop/Scan bodies)
   std::string weight;
   std::vector<int64_t> shape;
-  std::string action;        // "quantized", "skipped: <why>"
+  std::string action;        // "quantized (rtn)", "skipped: <why>"
+  std::string decided_by;    // "config" or the pass that changed the plan's settings last
+  std::vector<std::string> history;  // the plan's changes, in order
+  bool activations = false;  // its input/output activations are quantized
   int bits = 0;
   std::string granularity;   // tensor | channel | group
   int64_t group_size = 0;
@@ -48,8 +56,12 @@ struct Report {
   int64_t output_bytes = 0;  // size of what was written
   double seconds = 0;
 
-  LayerRecord* findLayer(const std::string& weight);
   std::string toJson() const;
 };
+
+// One record per plan layer, in plan order: where it is, what was decided and by whom, and, for
+// layers whose weight carries a quantization annotation, its bits, granularity and error figures.
+// `form` and `bytes_after` are left for the writer's result (see the driver).
+std::vector<LayerRecord> layerRecords(const QuantPlan& plan);
 
 }  // namespace ptq::pipeline

@@ -6,6 +6,15 @@
 
 namespace ptq::quant {
 
+const char* granularityName(Granularity g) {
+  switch (g) {
+    case Granularity::kTensor: return "tensor";
+    case Granularity::kChannel: return "channel";
+    case Granularity::kGroup: return "group";
+  }
+  return "?";
+}
+
 void validateGrid(const GridSpec& g) {
   // 1 bit has no symmetric grid (qmax = 0); 8 is the widest code one byte holds.
   if (g.bits < 2 || g.bits > 8) throwUsage("quant: bits must be in 2..8, got " + std::to_string(g.bits));

@@ -27,6 +27,13 @@ struct GridSpec {
   bool is_signed = true;  // code type: int8-style bytes (true) or uint8-style bytes (false)
 };
 
+// How many scales a weight gets: one for the tensor, one per output channel, or one per group of
+// consecutive weights along the reduction axis. These are exactly ONNX DequantizeLinear's scalar,
+// per-axis (opset 13) and blocked (opset 21, block_size) forms. The one granularity enum of the tool:
+// configs, plans, annotations and files all use it (names: "tensor", "channel", "group").
+enum class Granularity { kTensor, kChannel, kGroup };
+const char* granularityName(Granularity g);
+
 // How a group's range is chosen before rounding.
 enum class ClipSearch {
   kNone,  // plain RTN: the full min/max range

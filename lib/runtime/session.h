@@ -34,6 +34,8 @@ struct SessionOptions {
   int threads = 0;  // 0 = OpenMP default (OMP_NUM_THREADS or the core count)
   // Other domains' opset versions (e.g. {"com.microsoft", 1}); unknown domains default to 1.
   std::map<std::string, int64_t> domain_opsets;
+  // Run the model as it will be written (weights' and activations' quantization annotations applied).
+  bool simulate_quantization = false;
 };
 
 class Session {

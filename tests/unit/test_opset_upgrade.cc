@@ -9,7 +9,7 @@
 #include <sys/wait.h>
 
 #include "formats/onnx/onnx_io.h"
-#include "formats/onnx/opset_upgrade.h"
+#include "passes/legalize/opset_upgrade.h"
 #include "lib/ir/verifier.h"
 #include "lib/util/error.h"
 #include "support/test_paths.h"
@@ -130,7 +130,7 @@ ir::Model upgradeAndCompare(const std::string& test_name, const std::string& tex
                             const std::string& ort_args = "", const std::vector<std::string>& skip = {}) {
   ir::Model original = onnx_io::parseModelText(text);
   ir::Model upgraded = onnx_io::parseModelText(text);
-  onnx_io::upgradeOpset(upgraded, target);
+  legalize::upgradeOpset(upgraded, target);
   CHECK(upgraded.opsetVersion() == target);
   CHECK(ir::verifyGraph(*upgraded.graph).empty());
   checkSameFunction(test_name, original, upgraded, ort_args, skip);
@@ -139,7 +139,7 @@ ir::Model upgradeAndCompare(const std::string& test_name, const std::string& tex
 
 std::string errorOf(ir::Model& m, int64_t target, ExitCode* code = nullptr) {
   try {
-    onnx_io::upgradeOpset(m, target);
+    legalize::upgradeOpset(m, target);
   } catch (const Error& e) {
     if (code) *code = e.code();
     return e.what();
@@ -279,7 +279,7 @@ g (float[2,8] x) => (float[2,8] a, float[2,8] b, float[2,8] c, float[2,8] e)
 <ir_version: 4, opset_import: ["" : 9]>
 g (double[2,8] x) => (double[2,8] c) { t = Transpose(x)  u = Transpose(t)  c = Clip<min=-0.5>(u) }
 )");
-  onnx_io::upgradeOpset(d, 13);
+  legalize::upgradeOpset(d, 13);
   const ir::Node* c = d.graph->nodes()[2];
   CHECK(c->input(1)->initializer.dtype() == ir::DType::kFloat64);
   CHECK(c->input(1)->initializer.toFloats() == std::vector<float>{-0.5f});
@@ -537,7 +537,7 @@ g (float[2,3,4,4] x) => (float[2,3,4,4] z)
 { z, m1, v1, sm, sv = BatchNormalization(x, sc, b, mu, var) }
 )";
   ir::Model t13 = onnx_io::parseModelText(training);
-  onnx_io::upgradeOpset(t13, 13);  // 14 not crossed: kept as is
+  legalize::upgradeOpset(t13, 13);  // 14 not crossed: kept as is
   CHECK(t13.graph->nodes()[0]->numOutputs() == 5);
   ir::Model t14 = onnx_io::parseModelText(training);
   CHECK(Catch::contains(errorOf(t14, 14), "(BatchNormalization): cannot upgrade from opset 9 to 14: its outputs "
@@ -641,7 +641,7 @@ g (float[1,3,4] x) => (float[1,3,4] y)
 )";
   ir::Model m = onnx_io::parseModelText(text);
   ir::Model original = onnx_io::parseModelText(text);
-  onnx_io::upgradeOpset(m, 13);
+  legalize::upgradeOpset(m, 13);
   const ir::Node* iff = findOp(*m.graph, "If");
   REQUIRE(iff);
   const ir::Graph& then_g = *iff->attrs.at("then_branch").g;
@@ -673,21 +673,21 @@ g (float[2,3] x) => (float[2,3] y) { y = Softmax<axis=0>(x) }
 )";
   ir::Model m = onnx_io::parseModelText(text);
   const std::string before = onnx_io::serializeModel(m);
-  onnx_io::upgradeOpset(m, 13);
-  onnx_io::upgradeOpset(m, 17);
+  legalize::upgradeOpset(m, 13);
+  legalize::upgradeOpset(m, 17);
   CHECK(onnx_io::serializeModel(m) == before);
 
   ir::Model hi = onnx_io::parseModelText(R"(
 <ir_version: 10, opset_import: ["" : 12]>
 g (float[2,3] x) => (float[2,3] y) { y = Relu(x) }
 )");
-  onnx_io::upgradeOpset(hi, 13);
+  legalize::upgradeOpset(hi, 13);
   CHECK(hi.ir_version == 10);
   CHECK(hi.opsetVersion() == 13);
-  CHECK(onnx_io::minIrVersionForOpset(17) == 7);
-  CHECK(onnx_io::minIrVersionForOpset(18) == 8);
-  CHECK(onnx_io::minIrVersionForOpset(20) == 9);
-  CHECK(onnx_io::minIrVersionForOpset(21) == 10);
+  CHECK(legalize::minIrVersionForOpset(17) == 7);
+  CHECK(legalize::minIrVersionForOpset(18) == 8);
+  CHECK(legalize::minIrVersionForOpset(20) == 9);
+  CHECK(legalize::minIrVersionForOpset(21) == 10);
 }
 
 TEST_CASE("Bad targets and unsupported models are clear errors", "[opset_upgrade]") {
@@ -720,7 +720,7 @@ TEST_CASE("Other domains are left alone", "[opset_upgrade]") {
 <ir_version: 4, opset_import: ["" : 9, "com.example" : 1]>
 g (float[2,3] x) => (float[2,3] y) { h = com.example.Softmax<axis=1>(x)  y = Relu(h) }
 )");
-  onnx_io::upgradeOpset(m, 13);
+  legalize::upgradeOpset(m, 13);
   CHECK(opTypes(*m.graph) == std::vector<std::string>{"Softmax", "Relu"});
   CHECK(m.opsetVersion("com.example") == 1);
 }
@@ -737,7 +737,7 @@ void upgradeFileAndCompare(const std::string& path, const std::string& tag, int6
   ir::Model original = onnx_io::loadModel(path);
   ir::Model upgraded = onnx_io::loadModel(path);
   const int64_t from = upgraded.opsetVersion();
-  onnx_io::upgradeOpset(upgraded, target);
+  legalize::upgradeOpset(upgraded, target);
   CHECK(upgraded.opsetVersion() == target);
   CHECK(ir::verifyGraph(*upgraded.graph).empty());
   const std::string name = tag + "_" + std::to_string(target);
@@ -780,7 +780,7 @@ TEST_CASE("Zoo LMs (opset 17, ReduceMean axes attributes) upgraded to 18 and 21 
   const std::string path = test::zooFile("llama-jargon.onnx");
   if (test::fileExists(path)) {
     ir::Model m = onnx_io::loadModel(path);
-    onnx_io::upgradeOpset(m, 21);
+    legalize::upgradeOpset(m, 21);
     const ir::Node* rm = findOp(*m.graph, "ReduceMean");
     REQUIRE(rm);
     CHECK(!rm->hasAttr("axes"));

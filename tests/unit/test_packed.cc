@@ -4,7 +4,7 @@
 
 #include <fstream>
 
-#include "formats/onnx/lower_weights.h"
+#include "support/pipeline.h"
 #include "formats/onnx/onnx_io.h"
 #include "formats/packed/ptq_file.h"
 #include "lib/driver/quantize_job.h"
@@ -29,10 +29,8 @@ void writeAll(const std::string& p, const std::string& s) { std::ofstream(p, std
 // The digits CNN with quantization annotations (not lowered), from a config text.
 ir::Model annotated(const std::string& config_json, pipeline::QuantConfig& config_out) {
   ir::Model m = onnx_io::loadModel(kDigits);
-  config_out = pipeline::parseConfig(config_json, "test.json");
-  pipeline::Report report;
-  pipeline::PassContext ctx{config_out, report, 0, 0};
-  pipeline::PassManager::fromConfig(config_out, true).run(m, ctx);
+  config_out = test::parseConfig(config_json);
+  driver::runPipeline(m, config_out, nullptr, 0, true);
   return m;
 }
 
@@ -80,9 +78,8 @@ TEST_CASE(".ptq round trip keeps codes, scales, zero points and float weights bi
     }
     CHECK(quantized == 7);
     // Unpacking lowers exactly as a direct write would: same executor outputs, bit for bit.
-    pipeline::Report r1, r2;
-    onnx_io::lowerQuantizedWeights(m, {}, r1);
-    onnx_io::lowerQuantizedWeights(back.model, {}, r2);
+    legalize::legalize(m, {});
+    legalize::legalize(back.model, {});
     auto a = runDigits(m), b = runDigits(back.model);
     CHECK(a.at("logits").sameAs(b.at("logits")));
   }
@@ -140,10 +137,8 @@ TEST_CASE(".ptq of a language model is within 1% of its payload", "[packed][zoo]
   PTQ_REQUIRE_ZOO();
   const std::string dir = test::tempDir("packed_lm");
   ir::Model m = onnx_io::loadModel(test::zooFile("llama-jargon.onnx"));
-  pipeline::QuantConfig config = pipeline::parseConfig(R"({"weights": {"bits": 4, "granularity": "group", "group_size": 128}})", "t.json");
-  pipeline::Report report;
-  pipeline::PassContext ctx{config, report, 0, 0};
-  pipeline::PassManager::fromConfig(config, false).run(m, ctx);
+  pipeline::QuantConfig config = test::parseConfig(R"({"weights": {"bits": 4, "granularity": "group", "group_size": 128}})");
+  driver::runPipeline(m, config, nullptr);
   const packed::PackStats st = packed::writePacked(m, dir + "/lm.ptq", {}, "matmulnbits");
   WARN("llama-jargon w4 .ptq: " << st.file_bytes << " bytes for a payload of " << st.payload_bytes << " ("
                                  << 100.0 * (static_cast<double>(st.file_bytes) / st.payload_bytes - 1) << "% overhead)");

@@ -6,8 +6,7 @@
 
 #include <set>
 
-#include "formats/onnx/lower_activations.h"
-#include "formats/onnx/lower_weights.h"
+#include "support/pipeline.h"
 #include "formats/onnx/onnx_io.h"
 #include "lib/calib/calibration.h"
 #include "lib/calib/npy.h"
@@ -37,19 +36,15 @@ g (float[N, 2] x) => (float[N, 2] y)
 )");
   // x in [-1, 3]: uint8 asymmetric scale 4/255, zero round(1 / (4/255)) = round(63.75) = 64.
   calib::writeNpy(dir + "/x.npy", ir::Tensor::fromFloats({4, 2}, {-1, 0, 3, 1, 0.5f, 2, 0, 0}));
-  pipeline::QuantConfig config = pipeline::parseConfig(R"({"pipeline": ["rtn", "qdq"],
-    "activations": {"bits": 8, "symmetric": false, "observer": "minmax"}})", "t.json");
+  pipeline::QuantConfig config = test::parseConfig(R"({"pipeline": ["rtn", "qdq"],
+    "activations": {"bits": 8, "symmetric": false, "observer": "minmax"}})");
   calib::CalibrationSpec spec;
   spec.named_files = {{"x", dir + "/x.npy"}};
   spec.batch_size = 3;  // two batches: the observer must combine them
   calib::CalibrationSet set = calib::CalibrationSet::load(spec, *m.graph);
   CHECK(set.numBatches() == 2);
-  pipeline::Report report;
-  pipeline::PassContext ctx{config, report, 0, 0, &set};
-  pipeline::PassManager::fromConfig(config, true).run(m, ctx);
-  onnx_io::quantizeBiases(m, report);
-  onnx_io::lowerQuantizedWeights(m, {}, report);
-  onnx_io::lowerActivations(m, report);
+  driver::PipelineRun run = driver::runPipeline(m, config, &set, 0, true);
+  driver::legalizeRun(m, {}, run, true);
   REQUIRE(ir::verifyGraph(*m.graph).empty());
   int q = 0, dq = 0;
   ir::Node* qx = nullptr;
@@ -160,12 +155,10 @@ g (float[N, 2] x) => (float[N, 2] y)
   spec.named_files = {{"x", dir + "/x.npy"}};
   auto quantizedInputs = [&](const std::string& ops) {
     ir::Model m = onnx_io::parseModelText(text);
-    pipeline::QuantConfig config = pipeline::parseConfig(
-        R"({"pipeline": ["rtn", "qdq"], "activations": {"op_types": )" + ops + "}}", "t.json");
+    pipeline::QuantConfig config = test::parseConfig(
+        R"({"pipeline": ["rtn", "qdq"], "activations": {"op_types": )" + ops + "}}");
     calib::CalibrationSet set = calib::CalibrationSet::load(spec, *m.graph);
-    pipeline::Report report;
-    pipeline::PassContext ctx{config, report, 0, 0, &set};
-    pipeline::PassManager::fromConfig(config, true).run(m, ctx);
+    driver::runPipeline(m, config, &set, 0, true);
     std::set<std::string> names;
     for (ir::Value* v : {m.graph->findValue("x"), m.graph->findValue("r")})
       if (v->act_quant) names.insert(v->name());
@@ -174,7 +167,7 @@ g (float[N, 2] x) => (float[N, 2] y)
   CHECK(quantizedInputs(R"(["MatMul"])") == std::set<std::string>{"r"});
   CHECK(quantizedInputs(R"(["MatMul", "Relu"])") == std::set<std::string>{"x", "r"});
   try {
-    pipeline::parseConfig(R"({"pipeline": ["rtn", "qdq"], "activations": {"op_types": ["Softmax"]}})", "t.json");
+    test::parseConfig(R"({"pipeline": ["rtn", "qdq"], "activations": {"op_types": ["Softmax"]}})");
     FAIL("expected an error");
   } catch (const Error& e) {
     CHECK_THAT(e.what(), Catch::Contains("activations.op_types: 'Softmax' is not one of"));

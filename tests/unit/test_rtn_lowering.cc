@@ -5,7 +5,7 @@
 #include <cmath>
 #include <map>
 
-#include "formats/onnx/lower_weights.h"
+#include "support/pipeline.h"
 #include "formats/onnx/onnx_io.h"
 #include "lib/ir/verifier.h"
 #include "lib/pipeline/pass_manager.h"
@@ -16,16 +16,13 @@ namespace {
 
 // Runs the config's pipeline and lowers; returns the report.
 pipeline::Report quantize(ir::Model& m, const std::string& config_json, bool matmulnbits) {
-  static std::vector<std::unique_ptr<pipeline::QuantConfig>> keep;  // PassContext holds a reference
-  keep.push_back(std::make_unique<pipeline::QuantConfig>(pipeline::parseConfig(config_json, "test.json")));
-  pipeline::Report report;
-  pipeline::PassContext ctx{*keep.back(), report, 0, 0};
-  pipeline::PassManager::fromConfig(*keep.back(), true).run(m, ctx);
-  onnx_io::LoweringOptions lo;
+  const pipeline::QuantConfig config = test::parseConfig(config_json);
+  driver::PipelineRun run = driver::runPipeline(m, config, nullptr, 0, true);
+  legalize::LegalizeOptions lo;
   lo.prefer_matmulnbits = matmulnbits;
-  onnx_io::lowerQuantizedWeights(m, lo, report);
+  driver::legalizeRun(m, lo, run, true);
   REQUIRE(ir::verifyGraph(*m.graph).empty());
-  return report;
+  return run.report;
 }
 
 ir::Node* onlyNode(const ir::Graph& g, const std::string& op) {
@@ -152,7 +149,7 @@ g (float[1, 4] x) => (float[1, 2] y)
   for (const auto& l : report.layers)
     if (l.weight == "w2") {
       saw_skip = true;
-      CHECK(l.action == "skipped: excluded by config");
+      CHECK(l.action == "skipped: excluded by layers.skip 'w2'");
     }
   CHECK(saw_skip);
 }

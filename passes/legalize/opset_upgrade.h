@@ -35,7 +35,7 @@
 
 #include "lib/ir/graph.h"
 
-namespace ptq::onnx_io {
+namespace ptq::legalize {
 
 // Supported targets (writers need 10 for per-tensor, 13 for per-axis and 21 for blocked / int4
 // DequantizeLinear); the source opset must be >= kMinSourceOpset.
@@ -53,4 +53,4 @@ void upgradeOpset(ir::Model& model, int64_t target_version);
 // The lowest IR version upgradeOpset leaves a model at for default-domain opset `opset`.
 int64_t minIrVersionForOpset(int64_t opset);
 
-}  // namespace ptq::onnx_io
+}  // namespace ptq::legalize

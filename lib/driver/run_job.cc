@@ -1,4 +1,4 @@
-#include "lib/runtime/run_model.h"
+#include "lib/driver/run_job.h"
 
 #include <sys/stat.h>
 
@@ -11,10 +11,11 @@
 
 #include "formats/onnx/onnx_io.h"
 #include "lib/calib/npy.h"
+#include "lib/driver/tensor_files.h"
 #include "lib/runtime/session.h"
 #include "lib/util/error.h"
 
-namespace ptq::runtime {
+namespace ptq::driver {
 
 namespace {
 bool endsWith(const std::string& s, const char* ext) {
@@ -51,9 +52,9 @@ std::string describe(const std::string& name, const ir::Tensor& t) {
 
 RunModelResult runModelCommand(const RunModelOptions& o) {
   ir::Model model = onnx_io::loadModel(o.model_path);
-  SessionOptions so;
+  runtime::SessionOptions so;
   so.threads = o.threads;
-  Session session(model, so);  // unsupported ops are reported here, before any data is read
+  runtime::Session session(model, so);  // unsupported ops are reported here, before any data is read
 
   std::map<std::string, ir::Tensor> feeds;
   const std::vector<std::string> names = session.inputNames();
@@ -72,7 +73,7 @@ RunModelResult runModelCommand(const RunModelOptions& o) {
       for (const std::string& n : names) all += (all.empty() ? "" : ", ") + n;
       throwUsage("--input '" + spec + "': the model has no input '" + name + "' (inputs: " + all + ")");
     }
-    feeds[name] = calib::readTensorFile(file, name);
+    feeds[name] = readTensorFile(file, name);
   }
 
   RunModelResult r;
@@ -102,4 +103,4 @@ RunModelResult runModelCommand(const RunModelOptions& o) {
   return r;
 }
 
-}  // namespace ptq::runtime
+}  // namespace ptq::driver

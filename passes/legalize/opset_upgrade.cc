@@ -8,9 +8,8 @@
 // is walked twice: a check pass (u.apply == false) that throws before anything is touched, then the
 // rewrite pass. Facts the checks rely on (value types, constness, uses) are not changed by other
 // rewrites, so the second pass sees the same answers; value types are memoized across both passes.
-#include "formats/onnx/opset_upgrade.h"
+#include "passes/legalize/opset_upgrade.h"
 
-#include <onnx/onnx_pb.h>
 
 #include <algorithm>
 #include <cmath>
@@ -22,7 +21,7 @@
 
 #include "lib/util/error.h"
 
-namespace ptq::onnx_io {
+namespace ptq::legalize {
 
 using ir::Attribute;
 using ir::DType;
@@ -694,12 +693,12 @@ bool hasDefaultDomainNodes(const Graph& g) {
 // Model-local functions carry their own opset imports and are kept as serialized protos; their
 // bodies cannot be rewritten here, so one importing another default-domain opset blocks the upgrade.
 void checkFunctions(const Model& m, int64_t target) {
-  for (const std::string& bytes : m.functions_opaque) {
-    onnx::FunctionProto f;
-    if (!f.ParseFromString(bytes)) throwInput("model-local function: unreadable FunctionProto");
-    for (const auto& o : f.opset_import())
-      if (isDefaultDomain(o.domain()) && o.version() != target)
-        throwInput("model-local function '" + f.name() + "' imports ai.onnx opset " + std::to_string(o.version()) +
+  if (m.function_summaries.size() != m.functions_opaque.size())
+    throwInternal("model-local functions without summaries (the ONNX reader fills them)");
+  for (const auto& f : m.function_summaries) {
+    for (const auto& o : f.opset_imports)
+      if (isDefaultDomain(o.domain) && o.version != target)
+        throwInput("model-local function '" + f.name + "' imports ai.onnx opset " + std::to_string(o.version) +
                    ": cannot upgrade the model to opset " + std::to_string(target) +
                    " (function bodies are not rewritten)");
   }
@@ -745,4 +744,4 @@ void upgradeOpset(ir::Model& model, int64_t target_version) {
   model.ir_version = std::max(model.ir_version, minIrVersionForOpset(target_version));
 }
 
-}  // namespace ptq::onnx_io
+}  // namespace ptq::legalize

@@ -7,7 +7,7 @@
 
 #include "lib/ir/tensor.h"
 
-namespace ptq::runtime {
+namespace ptq::driver {
 
 struct RunModelOptions {
   std::string model_path;
@@ -33,4 +33,4 @@ struct RunModelResult {
 // model/data or an unsupported op (naming the node), kOutput when the outputs cannot be written.
 RunModelResult runModelCommand(const RunModelOptions& options);
 
-}  // namespace ptq::runtime
+}  // namespace ptq::driver

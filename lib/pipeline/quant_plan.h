@@ -1,0 +1,76 @@
+// The quantization plan: one record per quantizable layer, built once from the config and the graph
+// before the first pass, then read and refined by the passes (a bit-allocation pass writes "this
+// layer gets 3 bits", gptq/rtn/qdq and the writers obey it) and turned into the report's per-layer
+// records at the end. It is the per-tensor policy of the tool in one place (like llama.cpp's
+// per-tensor type rules): which layers (MatMul / Gemm / Conv with constant float32 weights, embedding
+// Gathers when asked), found in the main graph and inside If / Loop / Scan bodies at any depth; the
+// config's skip list, size threshold and overrides; who decided what.
+//
+// Pointers: `node`, `graph` and `weight` point into the Model the plan was built from and stay valid
+// while passes leave those nodes and weights in place (a pass that replaces a layer's node or weight
+// updates the record). A weight shared by several layers has one record (its first reader in graph
+// order, main graph before subgraphs); `readers` lists them all.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "lib/ir/graph.h"
+#include "lib/pipeline/config.h"
+
+namespace ptq::pipeline {
+
+struct LayerPlan {
+  // Where the layer is.
+  ir::Node* node = nullptr;       // the first reader of the weight
+  ir::Graph* graph = nullptr;     // the graph holding `node` (a subgraph for layers in If/Loop/Scan bodies)
+  std::string scope;              // "" for the main graph, else "<node>/<attribute>" per level, e.g. "vad_if/then_branch"
+  int weight_input = 1;           // which input of `node` is the weight
+  ir::Value* weight = nullptr;    // the initializer, in `graph` or in an enclosing graph (outer-scope read)
+  std::vector<ir::Node*> readers; // every layer node reading the weight
+  int64_t reduce_axis = 0;        // the weight axis summed over (K); groups run along it
+  int64_t channel_axis = 1;       // the output-channel axis (per-channel scales)
+
+  // What is decided.
+  bool skip = false;              // leave the weight in float
+  std::string skip_reason;        // why, when skip
+  WeightSettings weights;         // bits, symmetric, granularity, group size, clip search
+  bool quantize_activations = false;  // its input and output activations get Q/DQ (the qdq pass)
+
+  // Who decided: "config" or the name of the pass that changed it last, and each change in order.
+  std::string decided_by = "config";
+  std::vector<std::string> history;
+
+  std::string label() const;      // "node 'x' (MatMul) weight 'w'" (+ " in scope") for messages
+};
+
+class QuantPlan {
+ public:
+  std::vector<LayerPlan>& layers() { return layers_; }
+  const std::vector<LayerPlan>& layers() const { return layers_; }
+  // The layers that will be quantized (not skipped), in plan order.
+  std::vector<LayerPlan*> active();
+  LayerPlan* findByWeight(const ir::Value* weight);
+  LayerPlan* findByNode(const ir::Node* node);
+
+  // Mutations a pass makes, recorded in the layer's history with the pass's name.
+  void setWeights(LayerPlan& layer, const WeightSettings& w, const std::string& pass, const std::string& why);
+  void skip(LayerPlan& layer, const std::string& why, const std::string& pass);
+
+ private:
+  std::vector<LayerPlan> layers_;
+  friend QuantPlan buildPlan(ir::Graph& graph, const QuantConfig& config);
+};
+
+// Finds every quantizable layer of `graph` and its subgraphs and resolves its settings from the
+// config (layers.op_types, quantize_embeddings, skip, min_elements, overrides; activations.op_types
+// when the pipeline quantizes activations). Layers the config leaves alone are records with skip set.
+QuantPlan buildPlan(ir::Graph& graph, const QuantConfig& config);
+
+// Settings a weight would get under `config` (skip list and overrides applied), or why not:
+// nullopt with *why_skipped filled.
+std::optional<WeightSettings> resolveSettings(const QuantConfig& config, const std::string& node_name,
+                                              const std::string& weight_name, const std::string& op_type,
+                                              std::string* why_skipped);
+
+}  // namespace ptq::pipeline
