@@ -75,10 +75,7 @@ std::string compare(const ptq::ir::Tensor& got, const ptq::ir::Tensor& want, dou
 }  // namespace
 
 TEST_CASE("ONNX backend node tests run and match the reference outputs", "[conformance][runtime]") {
-  if (!ptq::test::fileExists(kNodeTests)) {
-    WARN("skipped: " << kNodeTests << " not found (apt-get install libonnx-testdata)");
-    return;
-  }
+  if (!ptq::test::fileExists(kNodeTests)) PTQ_SKIP(kNodeTests << " not found (apt-get install libonnx-testdata)");
   const char* filter = std::getenv("PTQ_CONFORMANCE_FILTER");
   std::ofstream report;
   if (const char* r = std::getenv("PTQ_CONFORMANCE_REPORT")) report.open(r);

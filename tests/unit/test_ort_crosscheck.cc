@@ -100,10 +100,8 @@ TEST_CASE("w8a16 and w4a16 in both forms: language-model perplexity in ONNX Runt
 
 TEST_CASE("w8a16 and w4a16 in both forms: PP-OCRv4 det and rec run in ONNX Runtime", "[ort][rtn][ocr]") {
   PTQ_REQUIRE_ORT();
-  if (ocrModel("ch_PP-OCRv4_rec_infer.onnx").empty()) {
-    WARN("skipped: PP-OCRv4 models not fetched (scripts/fetch-ocr-models.sh)");
-    return;
-  }
+  if (ocrModel("ch_PP-OCRv4_rec_infer.onnx").empty() || ocrModel("ch_PP-OCRv4_det_infer.onnx").empty())
+    PTQ_SKIP("PP-OCRv4 models not fetched (scripts/fetch-ocr-models.sh)");
   const std::string dir = tempDir("ort_ocr");
   struct M {
     std::string file, dims;
