@@ -95,9 +95,9 @@ TEST_CASE("PP-OCRv4 rec: w8a16 and w8a8 character accuracy on rendered lines in 
     fp32[s.name] = charAccuracy(rec, dir + "/" + s.name, keys, "basic");
     WARN("PP-OCRv4 rec fp32: char accuracy " << fp32[s.name] << " on 100 " << s.name << " lines");
   }
-  // lower means the preprocessing or decoding is broken, not the quantizer
-  CHECK(fp32["clean"] >= 0.97);
-  CHECK(fp32["hard"] >= 0.93);
+  // lower means the preprocessing or decoding is broken, not the quantizer (measured 0.99929 clean, 0.98209 hard)
+  CHECK(fp32["clean"] >= 0.99);
+  CHECK(fp32["hard"] >= 0.97);
 
   int i = 0;
   for (const Variant& v : variants) {
