@@ -1,7 +1,7 @@
 // Skipping a test case that cannot run here (no zoo, no ONNX Runtime, no PP-OCRv4 models, ...):
 // PTQ_SKIP("why" << detail) prints the reason, records the skip and ends the test case. tests/main.cc
-// reports skipped test cases separately from passed ones and exits with kSkipExitCode when every test
-// case that ran was skipped (ctest runs one test case per process, SKIP_RETURN_CODE in CMakeLists.txt).
+// reports skipped test cases separately from passed ones and exits with kSkipExitCode when the one test
+// case it ran was skipped (ctest runs one test case per process, SKIP_RETURN_CODE in CMakeLists.txt).
 // A failed assertion in the same test case, before the skip, makes it a failure, not a skip.
 #pragma once
 #include <catch2/catch.hpp>
