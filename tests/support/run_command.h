@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <string>
 
+#include "support/skip.h"
+
 namespace ptq::test {
 
 struct CommandResult {
@@ -39,10 +41,9 @@ inline std::string ortScript() {
 
 }  // namespace ptq::test
 
-#define PTQ_REQUIRE_ORT()                                                                      \
-  do {                                                                                         \
-    if (::ptq::test::ortScript().empty()) {                                                    \
-      WARN("skipped: node or onnxruntime-node missing (run scripts/setup-deps.sh)");           \
-      return;                                                                                  \
-    }                                                                                          \
+// Skips the current test case (tests/support/skip.h) when ONNX Runtime is not there.
+#define PTQ_REQUIRE_ORT()                                                           \
+  do {                                                                              \
+    if (::ptq::test::ortScript().empty())                                           \
+      PTQ_SKIP("node or onnxruntime-node missing (run scripts/setup-deps.sh)");     \
   } while (0)

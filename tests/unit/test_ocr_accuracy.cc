@@ -43,16 +43,11 @@ double charAccuracy(const std::string& model, const std::string& data, const std
 TEST_CASE("PP-OCRv4 rec: w8a16 and w8a8 character accuracy on rendered lines in ONNX Runtime", "[ort][ocr]") {
   PTQ_REQUIRE_ORT();
   const std::string rec = ocrModel("ch_PP-OCRv4_rec_infer.onnx"), keys = ocrModel("ppocr_keys_v1.txt");
-  if (rec.empty() || keys.empty()) {
-    WARN("skipped: PP-OCRv4 models not fetched (scripts/fetch-ocr-models.sh)");
-    return;
-  }
+  if (rec.empty() || keys.empty()) PTQ_SKIP("PP-OCRv4 models not fetched (scripts/fetch-ocr-models.sh)");
   if (runCommand(kPython + " -c 'import numpy, PIL'").exit_code != 0 ||
-      !fileExists("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")) {
-    WARN("skipped: needs " << kPython << " with numpy and PIL, and the DejaVu fonts "
-                           << "(apt-get install python3-numpy python3-pil fonts-dejavu-core, or scripts/setup-deps.sh)");
-    return;
-  }
+      !fileExists("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"))
+    PTQ_SKIP("needs " << kPython << " with numpy and PIL, and the DejaVu fonts "
+                      << "(apt-get install python3-numpy python3-pil fonts-dejavu-core, or scripts/setup-deps.sh)");
   const std::string dir = tempDir("ocr_accuracy");
 
   // Evaluation: 100 clean lines and 100 "hard" lines (low contrast, blur, noise, up to 32 characters: more
@@ -100,9 +95,9 @@ TEST_CASE("PP-OCRv4 rec: w8a16 and w8a8 character accuracy on rendered lines in 
     fp32[s.name] = charAccuracy(rec, dir + "/" + s.name, keys, "basic");
     WARN("PP-OCRv4 rec fp32: char accuracy " << fp32[s.name] << " on 100 " << s.name << " lines");
   }
-  // lower means the preprocessing or decoding is broken, not the quantizer
-  CHECK(fp32["clean"] >= 0.97);
-  CHECK(fp32["hard"] >= 0.93);
+  // lower means the preprocessing or decoding is broken, not the quantizer (measured 0.99929 clean, 0.98209 hard)
+  CHECK(fp32["clean"] >= 0.99);
+  CHECK(fp32["hard"] >= 0.97);
 
   int i = 0;
   for (const Variant& v : variants) {

@@ -1,11 +1,14 @@
 // ONNX Runtime cross-checks of what ptq-tool writes (node + onnxruntime-node, scripts/ort/ort_run.js):
 // an unmodified load -> save runs with identical outputs, and both output forms of the w8a16 and w4a16
-// presets run and stay close to fp32 on the bundled digits CNN, the zoo language models and PP-OCRv4.
+// presets run and stay close to fp32 on the bundled digits CNN, the zoo language models and PP-OCRv4
+// (bounds from measured figures, in comments next to them).
 // Every figure is printed (WARN) so the CI log carries the numbers.
 #include <catch2/catch.hpp>
 
 #include <nlohmann/json.hpp>
 
+#include "lib/calib/npy.h"
+#include "support/images.h"
 #include "support/ort.h"
 #include "support/test_paths.h"
 
@@ -72,8 +75,12 @@ TEST_CASE("w8a16 and w4a16 in both forms: digits CNN accuracy in ONNX Runtime", 
       json a = ortJson("accuracy '" + out + "' '" + x + "' '" + y + "' --shape " + shape + " --agree '" + model + "'");
       WARN("digits " << preset << " " << format << ": accuracy " << a["accuracy"] << " (fp32 " << fp32 << "), agreement "
                      << a["agreement"]);
-      const double min_agree = std::string(preset) == "w8a16" ? 0.995 : 0.95;
+      // Measured, the same for both forms: on the zoo's 1000 test digits agreement 1.0 (w8a16) / 0.998 (w4a16),
+      // accuracy 0.976 / 0.974 (fp32 0.976); on the 256 bundled ones agreement 1.0 / 0.996, accuracy
+      // 0.988 / 0.984 (fp32 0.988).
+      const double min_agree = std::string(preset) == "w8a16" ? 0.995 : 0.99;
       CHECK(a["agreement"].get<double>() >= min_agree);
+      CHECK(a["accuracy"].get<double>() >= fp32 - 0.01);
     }
 }
 
@@ -92,34 +99,39 @@ TEST_CASE("w8a16 and w4a16 in both forms: language-model perplexity in ONNX Runt
         const double ppl = ortJson("ppl '" + out + "' '" + val + "'")["ppl"].get<double>();
         WARN(name << " " << preset << " " << format << ": perplexity " << ppl << " (fp32 " << fp32 << ", +"
                   << 100.0 * (ppl / fp32 - 1) << "%)");
-        const double max_increase = std::string(preset) == "w8a16" ? 0.01 : 0.10;
+        // Measured (both forms): w8a16 -0.004% (llama-jargon) / -0.005% (gpt-fortunes), w4a16 +0.46% / +0.42%.
+        const double max_increase = std::string(preset) == "w8a16" ? 0.005 : 0.02;
         CHECK(ppl <= fp32 * (1 + max_increase));
       }
   }
 }
 
-TEST_CASE("w8a16 and w4a16 in both forms: PP-OCRv4 det and rec run in ONNX Runtime", "[ort][rtn][ocr]") {
+TEST_CASE("w8a16 and w4a16 in both forms: PP-OCRv4 det and rec stay close to fp32 in ONNX Runtime", "[ort][rtn][ocr]") {
   PTQ_REQUIRE_ORT();
-  if (ocrModel("ch_PP-OCRv4_rec_infer.onnx").empty()) {
-    WARN("skipped: PP-OCRv4 models not fetched (scripts/fetch-ocr-models.sh)");
-    return;
-  }
+  if (ocrModel("ch_PP-OCRv4_rec_infer.onnx").empty() || ocrModel("ch_PP-OCRv4_det_infer.onnx").empty())
+    PTQ_SKIP("PP-OCRv4 models not fetched (scripts/fetch-ocr-models.sh)");
   const std::string dir = tempDir("ort_ocr");
+  // The detector maps noise to an all-zero probability map (nothing to compare), so it gets a text-like
+  // image (rows of dark strokes, ImageNet-normalised: the input the executor cross-check uses too).
+  const float imagenet_mean[3] = {0.485f, 0.456f, 0.406f}, imagenet_std[3] = {0.229f, 0.224f, 0.225f};
+  ptq::calib::writeNpy(dir + "/det_x.npy", strokesImage(96, 160, imagenet_mean, imagenet_std));
   struct M {
-    std::string file, dims;
+    std::string file, inputs;
     double min_cos_w8, min_cos_w4;
   };
-  for (const M& m : {M{"ch_PP-OCRv4_rec_infer.onnx", "x=1x3x48x320", 0.985, 0.93},
-                     M{"ch_PP-OCRv4_det_infer.onnx", "x=1x3x96x160", 0.0, 0.0}}) {
+  // Measured min cosine, the same for qdq and matmulnbits:
+  //   rec on noise: 0.99219 (w8a16), 0.97973 (w4a16; 0.947 before), one 1x1 conv (conv2d_170) costing most of it;
+  //   det on the strokes image (mean probability 0.157): 0.99933 for both presets (the w4a16 preset keeps
+  //   Conv at 8 bits and det is all Conv; on noise its map is ~1e-9 everywhere and the cosine meaningless).
+  for (const M& m : {M{"ch_PP-OCRv4_rec_infer.onnx", "--dims x=1x3x48x320", 0.985, 0.97},
+                     M{"ch_PP-OCRv4_det_infer.onnx", "--input x=" + dir + "/det_x.npy", 0.998, 0.998}}) {
     const std::string model = ocrModel(m.file);
     for (const char* preset : {"w8a16", "w4a16"})
       for (const char* format : {"qdq", "matmulnbits"}) {
         const std::string out = dir + "/" + m.file + "." + preset + "." + format + ".onnx";
         quantize(model, preset, format, out);
-        json s = ortJson("compare '" + model + "' '" + out + "' --dims " + m.dims);
+        json s = ortJson("compare '" + model + "' '" + out + "' " + m.inputs);
         WARN(m.file << " " << preset << " " << format << ": min cosine " << s["min_cosine"] << ", max_abs " << s["max_abs"]);
-        // On noise input: rec measured 0.992 (w8) / 0.947 (w4), one 1x1 conv (conv2d_170) costing most of it;
-        // the detector maps noise to an all-zero map, so only "it runs" is checked for det here.
         CHECK(s["min_cosine"].get<double>() >= (std::string(preset) == "w8a16" ? m.min_cos_w8 : m.min_cos_w4));
       }
   }

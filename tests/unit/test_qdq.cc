@@ -109,7 +109,9 @@ TEST_CASE("W8A8 digits CNN in ONNX Runtime: agreement, integer kernels, latency"
   for (const char* opt : {"basic", "all"}) {
     json a = test::ortJson("accuracy " + dir + "/q.onnx " + data + " --agree '" + model + "' --opt " + opt);
     WARN("digits W8A8 (ORT opt " << opt << "): accuracy " << a["accuracy"] << ", top-1 agreement with fp32 " << a["agreement"]);
+    // Measured at both levels: agreement 0.998, accuracy 0.976 (fp32 0.976).
     CHECK(a["agreement"].get<double>() >= 0.995);
+    CHECK(a["accuracy"].get<double>() >= 0.97);
   }
   json o = test::ortJson("optimized " + dir + "/q.onnx " + dir + "/q.ort.onnx --opt all");
   const int qlinear_conv = o["ops"].value("com.microsoft:QLinearConv", 0) + o["ops"].value("QLinearConv", 0);
@@ -136,7 +138,8 @@ TEST_CASE("W8A8 and W4A8 language models stay close to fp32 perplexity in ONNX R
       REQUIRE(r.exit_code == 0);
       const double ppl = test::ortJson("ppl " + out + " '" + val + "'")["ppl"].get<double>();
       WARN(name << " " << preset << ": perplexity " << ppl << " (fp32 " << fp32 << ", +" << 100.0 * (ppl / fp32 - 1) << "%)");
-      CHECK(ppl <= fp32 * (std::string(preset) == "w8a8" ? 1.02 : 1.03));
+      // Measured: w8a8 +0.13% (llama-jargon) / +0.017% (gpt-fortunes), w4a8 +0.52% / +0.49%.
+      CHECK(ppl <= fp32 * (std::string(preset) == "w8a8" ? 1.01 : 1.02));
     }
   }
 }

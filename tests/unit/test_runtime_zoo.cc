@@ -1,7 +1,7 @@
 // The executor on the real zoo models: agreement with ONNX Runtime on the same inputs (cosine >=
-// 0.99999 and a small max-abs error for these fp32 models), bit-identical outputs at 1 and 2
-// threads, and the published accuracy figures. ORT runs through scripts/ort/ort_run.js when
-// node_modules is set up; otherwise that part is skipped with a warning.
+// 0.999999 and max-abs < 1e-4 for these fp32 models), bit-identical outputs at 1 and 2
+// threads, and the published accuracy figures. ORT runs through scripts/ort/ort_run.js; without node and
+// scripts/ort/node_modules an agreement test case is skipped (after the executor-only checks ran).
 #include <catch2/catch.hpp>
 #include <algorithm>
 #include <cmath>
@@ -12,6 +12,7 @@
 #include "formats/onnx/onnx_io.h"
 #include "lib/calib/npy.h"
 #include "lib/runtime/session.h"
+#include "support/images.h"
 #include "support/test_paths.h"
 
 namespace {
@@ -76,17 +77,16 @@ void checkModel(const std::string& file, const std::string& input, const Tensor&
   CHECK(y1.sameAs(y2));  // bit-identical at any thread count
   const Tensor y1b = one.run({{input, feed}}).at(output);
   CHECK(y1.sameAs(y1b));  // and on a second run (buffers reused)
-  if (!ortAvailable()) {
-    WARN("ONNX Runtime cross-check skipped: scripts/ort/node_modules not set up");
-    return;
-  }
+  if (!ortAvailable()) PTQ_SKIP("ONNX Runtime cross-check: node or scripts/ort/node_modules missing (scripts/setup-deps.sh)");
   const Tensor ref = ortOutput(path, input, feed, output, file);
   REQUIRE(ref.shape() == y1.shape());
   const Agreement a = agree(y1, ref);
   std::printf("ORT agreement %-20s %s: max-abs %.3g, cosine %.9f\n", file.c_str(), ptq::ir::shapeToString(y1.shape()).c_str(),
               a.max_abs, a.cosine);
-  CHECK(a.cosine >= 0.99999);
-  CHECK(a.max_abs < 1e-3);
+  // Measured max-abs: digits 2.9e-6, llama-jargon 8.6e-6, gpt-fortunes 1.3e-5, PP-OCRv4 det 9.4e-6, rec 4.2e-6;
+  // cosine 1.000000000 (9 decimals) for all five.
+  CHECK(a.cosine >= 0.999999);
+  CHECK(a.max_abs < 1e-4);
 }
 
 // Mean next-token cross-entropy over `windows` windows of 128 tokens -> perplexity.
@@ -156,42 +156,29 @@ TEST_CASE("executor reproduces the zoo's published accuracy figures", "[runtime]
     CHECK(correct == 976);
   }
   SECTION("LM validation perplexities 5.829 / 8.373 (first 40 windows within 5%)") {
-    for (const auto& [name, ppl_full] : {std::pair<std::string, double>{"llama-jargon", 5.829}, {"gpt-fortunes", 8.373}}) {
-      ptq::ir::Model m = ptq::onnx_io::loadModel(ptq::test::zooFile(name + ".onnx"));
+    // Measured over the first 40 windows: 5.822 (llama-jargon, -0.12% from the published 5.829) and 8.302
+    // (gpt-fortunes, -0.85% from 8.373); pinned to 0.1%, and within 5% of the published figures.
+    struct Lm {
+      std::string name;
+      double ppl_full, ppl_40;
+    };
+    for (const Lm& lm : {Lm{"llama-jargon", 5.829, 5.822}, Lm{"gpt-fortunes", 8.373, 8.302}}) {
+      ptq::ir::Model m = ptq::onnx_io::loadModel(ptq::test::zooFile(lm.name + ".onnx"));
       ptq::runtime::Session s(m);
-      const double ppl = perplexity(s, readTokens(ptq::test::zooFile(name + ".val.i64")), 40, 8);
-      std::printf("%s: perplexity over 40 validation windows %.3f (all 200: %.3f published)\n", name.c_str(), ppl, ppl_full);
-      CHECK(ppl == Approx(ppl_full).epsilon(0.15));
+      const double ppl = perplexity(s, readTokens(ptq::test::zooFile(lm.name + ".val.i64")), 40, 8);
+      std::printf("%s: perplexity over 40 validation windows %.3f (all 200: %.3f published)\n", lm.name.c_str(), ppl,
+                  lm.ppl_full);
+      CHECK(ppl == Approx(lm.ppl_40).epsilon(0.001));
+      CHECK(ppl == Approx(lm.ppl_full).epsilon(0.05));
     }
   }
 }
 
-namespace {
-// A light image with rows of dark strokes (text-like), normalised per channel, NCHW [1, 3, h, w]:
-// detectors and recognizers answer such input with real activity, unlike noise.
-Tensor strokesImage(int64_t h, int64_t w, const float mean[3], const float stdev[3]) {
-  Tensor t(ptq::ir::DType::kFloat32, {1, 3, h, w});
-  float* p = t.mutableData<float>();
-  for (int64_t c = 0; c < 3; ++c)
-    for (int64_t y = 0; y < h; ++y)
-      for (int64_t x = 0; x < w; ++x) {
-        const bool row = (y % 28) >= 8 && (y % 28) < 20;
-        const bool stroke = row && (x % 9) < 4 && x > 6 && x < w - 10;
-        const float v = stroke ? 0.05f : 1.0f;
-        p[(c * h + y) * w + x] = (v - mean[c]) / stdev[c];
-      }
-  return t;
-}
-}  // namespace
-
 TEST_CASE("executor agrees with ONNX Runtime on PP-OCRv4 det and rec", "[runtime][ocr]") {
   const std::string det = ptq::test::ocrModel("ch_PP-OCRv4_det_infer.onnx"), rec = ptq::test::ocrModel("ch_PP-OCRv4_rec_infer.onnx");
-  if (det.empty() || rec.empty()) {
-    WARN("skipped: PP-OCRv4 models not fetched (scripts/fetch-ocr-models.sh)");
-    return;
-  }
+  if (det.empty() || rec.empty()) PTQ_SKIP("PP-OCRv4 models not fetched (scripts/fetch-ocr-models.sh)");
   const float imagenet_mean[3] = {0.485f, 0.456f, 0.406f}, imagenet_std[3] = {0.229f, 0.224f, 0.225f};
   const float half[3] = {0.5f, 0.5f, 0.5f};
-  checkModel(det, "x", strokesImage(96, 160, imagenet_mean, imagenet_std), "sigmoid_0.tmp_0");
-  checkModel(rec, "x", strokesImage(48, 320, half, half), "softmax_11.tmp_0");
+  checkModel(det, "x", ptq::test::strokesImage(96, 160, imagenet_mean, imagenet_std), "sigmoid_0.tmp_0");
+  checkModel(rec, "x", ptq::test::strokesImage(48, 320, half, half), "softmax_11.tmp_0");
 }
