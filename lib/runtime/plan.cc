@@ -5,6 +5,7 @@
 
 #include "lib/runtime/buffer_pool.h"
 #include "lib/runtime/registry.h"
+#include "lib/runtime/simulate_quant.h"
 #include "lib/util/error.h"
 
 namespace ptq::runtime {
@@ -111,8 +112,8 @@ std::vector<std::string> subgraphOuterReads(const ir::Node& n) {
 // ---------------------------------------------------------------- planning
 
 Plan::Plan(const ir::Graph& g, const PlanOptions& opts, const PlanScope* outer, std::vector<std::string>* problems)
-    : graph_(g) {
-  plan(opts, outer, problems);
+    : graph_(g), opts_(opts), has_outer_(outer != nullptr) {
+  plan(outer, problems);
 }
 
 Plan::~Plan() = default;
@@ -127,7 +128,106 @@ int Plan::stepOf(const ir::Node* n) const {
   return it == step_of_.end() ? -1 : it->second;
 }
 
-void Plan::plan(const PlanOptions& opts, const PlanScope* outer, std::vector<std::string>* problems) {
+std::string Plan::describeStep(const Step& st) const {
+  if (st.node) return describeStep(st);
+  return "fake quantization of '" + slot_names_[st.in_slots[0]] + "'";
+}
+
+const Tensor& Plan::constantValue(int s) const {
+  auto it = const_index_.find(s);
+  if (it == const_index_.end()) throwInternal("slot '" + slot_names_[s] + "' is not a constant");
+  return constants_[it->second].second;
+}
+
+Tensor Plan::constantFor(const ir::Value& v) const {
+  if (!opts_.simulate_quantization || !v.quant) return v.initializer;
+  Tensor t;
+  try {
+    t = dequantizeWeight(*v.quant);
+  } catch (const Error& e) {
+    throw e.withContext("value '" + v.name() + "'");
+  }
+  if (v.initializer.dtype() != DType::kFloat32 || t.shape() != v.initializer.shape())
+    throwInput("value '" + v.name() + "': quantized form " + ir::shapeToString(t.shape()) + " does not replace its " +
+               ir::dtypeName(v.initializer.dtype()) + ir::shapeToString(v.initializer.shape()) + " initializer");
+  return t;
+}
+
+void Plan::replaceConstant(int s, Tensor t) {
+  if (has_outer_) throwInternal("replaceConstant on a subgraph plan");
+  Tensor& cur = constants_[const_index_.at(s)].second;
+  if (t.dtype() != cur.dtype() || t.shape() != cur.shape())
+    throwUsage("constant '" + slot_names_[s] + "' is " + ir::dtypeName(cur.dtype()) + ir::shapeToString(cur.shape()) +
+               "; the new data is " + ir::dtypeName(t.dtype()) + ir::shapeToString(t.shape()));
+  // Only readers through in_slots can have captured the tensor (NodeInfo::constInput); subgraphs
+  // read outer values from the frame at run time. All-or-nothing: when a factory rejects the new
+  // data (it names the node), the old constant and kernels stay.
+  Tensor old = std::move(cur);
+  cur = std::move(t);
+  PlanScope my_scope{nullptr, this};
+  std::vector<std::pair<int, Kernel>> rebuilt;
+  try {
+    for (size_t i = 0; i < steps_.size(); ++i) {
+      const Step& st = steps_[i];
+      if (!st.node || std::find(st.in_slots.begin(), st.in_slots.end(), s) == st.in_slots.end()) continue;
+      Step copy = st;
+      const std::vector<DType> types = buildKernel(copy, &my_scope, nullptr);
+      for (size_t k = 0; k < st.out_slots.size(); ++k)
+        if (st.out_slots[k] >= 0 && k < types.size() && types[k] != slot_types_[st.out_slots[k]])
+          throwUsage(describeNode(*st.node) + ": output dtype would change with the new constant '" + slot_names_[s] + "'");
+      rebuilt.emplace_back(static_cast<int>(i), std::move(copy.kernel));
+    }
+  } catch (...) {
+    cur = std::move(old);
+    throw;
+  }
+  for (auto& [i, k] : rebuilt) steps_[i].kernel = std::move(k);
+}
+
+std::vector<DType> Plan::buildKernel(Step& step, const PlanScope* scope, std::vector<std::string>* problems) {
+  const ir::Node& n = *step.node;
+  NodeInfo info{n};
+  info.opset = opts_.opsetFor(n.domain());
+  info.scope = scope;
+  info.options = &opts_;
+  info.problems = problems;
+  for (int s : step.in_slots) {
+    info.in_types.push_back(s >= 0 ? slot_types_[s] : DType::kUndefined);
+    auto c = s >= 0 ? const_index_.find(s) : const_index_.end();
+    info.in_consts.push_back(c != const_index_.end() ? &constants_[c->second].second : nullptr);
+  }
+  std::vector<DType> out_types(n.numOutputs(), DType::kUndefined);
+  try {
+    const KernelFactory make = findKernelFactory(n.domain(), n.opType());
+    if (!make) info.unsupported("no kernel for this op type");
+    step.kernel = make(info, out_types);
+  } catch (const Error& e) {
+    std::string msg = e.what();
+    if (msg.rfind(describeNode(n), 0) != 0) msg = describeNode(n) + ": " + msg;
+    if (!problems) throw Error(e.code(), msg);
+    problems->push_back(msg);
+  }
+  return out_types;
+}
+
+void Plan::addFakeQuantStep(int slot, const ir::ActivationQuant& aq, std::vector<std::string>* problems) {
+  Step step;
+  step.in_slots = {slot};
+  const int shadow = static_cast<int>(std::find(base_of_.begin() + slot + 1, base_of_.end(), slot) - base_of_.begin());
+  step.out_slots = {shadow};
+  try {
+    if (slot_types_[slot] != DType::kFloat32)
+      throwInput("act_quant on a " + ir::dtypeName(slot_types_[slot]) + " value (float32 only)");
+    step.kernel = makeFakeQuantKernel(aq);
+  } catch (const Error& e) {
+    const std::string msg = "value '" + slot_names_[slot] + "': " + e.what();
+    if (!problems) throw Error(ExitCode::kInput, msg);
+    problems->push_back(msg);
+  }
+  steps_.push_back(std::move(step));
+}
+
+void Plan::plan(const PlanScope* outer, std::vector<std::string>* problems) {
   auto report = [&](const std::string& msg) {
     if (!problems) throw Error(ExitCode::kInput, msg);
     problems->push_back(msg);
@@ -143,8 +243,16 @@ void Plan::plan(const PlanOptions& opts, const PlanScope* outer, std::vector<std
     slot_names_.push_back(v->name());
     DType t = v->dtype;
     if (v->isConstant()) {
-      t = v->initializer.dtype();
-      constants_.emplace_back(s, v->initializer);
+      Tensor c;
+      try {
+        c = constantFor(*v);
+      } catch (const Error& e) {
+        report(e.what());
+        c = v->initializer;
+      }
+      t = c.dtype();
+      const_index_[s] = constants_.size();
+      constants_.emplace_back(s, std::move(c));
     } else if (v->kind() == ir::Value::Kind::kOuterScope) {
       t = DType::kUndefined;
       int depth = 1;
@@ -171,6 +279,25 @@ void Plan::plan(const PlanOptions& opts, const PlanScope* outer, std::vector<std
     for (const ir::Value* v : n->outputs()) slotFor(v);
   }
   for (const ir::Value* v : graph_.outputs()) output_slots_.push_back(slotFor(v));
+  base_of_.resize(slot_names_.size());
+  for (size_t s = 0; s < base_of_.size(); ++s) base_of_[s] = static_cast<int>(s);
+
+  // 1b. Simulated activation quantization: a shadow slot per annotated value; readers read the
+  // shadow, written by a fake-quant step right after the producer. Graph outputs, taps on the value
+  // and subgraph outer-scope reads keep the float value.
+  std::vector<int> shadow_of(slot_names_.size(), -1);
+  std::vector<const ir::ActivationQuant*> act_quant_of(slot_names_.size(), nullptr);
+  if (opts_.simulate_quantization)
+    for (size_t s = 0, n = slot_names_.size(); s < n; ++s) {
+      const ir::Value* v = graph_.findValue(slot_names_[s]);
+      if (!v || !v->act_quant || v->kind() == ir::Value::Kind::kOuterScope) continue;
+      act_quant_of[s] = v->act_quant.get();
+      shadow_of[s] = static_cast<int>(slot_names_.size());
+      slot_names_.push_back(slot_names_[s]);  // not in slot_of_: names resolve to the float value
+      slot_types_.push_back(DType::kFloat32);
+      base_of_.push_back(static_cast<int>(s));
+    }
+  auto readSlot = [&](int s) { return s >= 0 && shadow_of[s] >= 0 ? shadow_of[s] : s; };
 
   // 2. Topological order (stable), counting subgraph reads of this graph's values as inputs.
   std::vector<std::vector<int>> implicit(nodes.size());
@@ -219,46 +346,35 @@ void Plan::plan(const PlanOptions& opts, const PlanScope* outer, std::vector<std
 
   // 3. Kernels, in order, inferring dtypes as we go.
   PlanScope my_scope{outer, this};
+  for (size_t s = 0; s < act_quant_of.size(); ++s)  // graph inputs and constants: fake-quantized first
+    if (act_quant_of[s] && (isConstantSlot(static_cast<int>(s)) ||
+                            std::find(input_slots_.begin(), input_slots_.end(), static_cast<int>(s)) != input_slots_.end()))
+      addFakeQuantStep(static_cast<int>(s), *act_quant_of[s], problems);
   for (int i : order) {
     const ir::Node& n = *nodes[i];
     Step step;
     step.node = &n;
     step.implicit_in = implicit[i];
-    NodeInfo info{n};
-    info.opset = opts.opsetFor(n.domain());
-    info.scope = &my_scope;
-    info.options = &opts;
-    info.problems = problems;
-    for (const ir::Value* v : n.inputs()) {
-      const int s = v ? slot_of_[v->name()] : -1;
-      step.in_slots.push_back(s);
-      info.in_types.push_back(s >= 0 ? slot_types_[s] : DType::kUndefined);
-      info.in_consts.push_back(v && v->isConstant() ? &v->initializer : nullptr);
-    }
+    for (const ir::Value* v : n.inputs()) step.in_slots.push_back(readSlot(v ? slot_of_[v->name()] : -1));
     for (const ir::Value* v : n.outputs()) step.out_slots.push_back(v ? slot_of_[v->name()] : -1);
-    std::vector<DType> out_types(n.numOutputs(), DType::kUndefined);
-    try {
-      const KernelFactory make = findKernelFactory(n.domain(), n.opType());
-      if (!make) info.unsupported("no kernel for this op type");
-      step.kernel = make(info, out_types);
-    } catch (const Error& e) {
-      std::string msg = e.what();
-      if (msg.rfind(describeNode(n), 0) != 0) msg = describeNode(n) + ": " + msg;
-      report(msg);
-    }
+    const std::vector<DType> out_types = buildKernel(step, &my_scope, problems);
     for (size_t k = 0; k < step.out_slots.size(); ++k) {
       const int s = step.out_slots[k];
       if (s >= 0 && k < out_types.size() && out_types[k] != DType::kUndefined) slot_types_[s] = out_types[k];
     }
+    const std::vector<int> outs = step.out_slots;
     step_of_[&n] = static_cast<int>(steps_.size());
     steps_.push_back(std::move(step));
+    for (int s : outs)
+      if (s >= 0 && act_quant_of[s]) addFakeQuantStep(s, *act_quant_of[s], problems);
   }
   default_schedule_ = makeSchedule(output_slots_);
 }
 
 // ---------------------------------------------------------------- scheduling
 
-Plan::Schedule Plan::makeSchedule(const std::vector<int>& roots, const std::vector<int>& extra_steps) const {
+Plan::Schedule Plan::makeSchedule(const std::vector<int>& roots, const std::vector<int>& extra_steps,
+                                  const std::vector<bool>& fed) const {
   const int nslots = numSlots();
   std::vector<int> producer(nslots, -1);
   for (size_t i = 0; i < steps_.size(); ++i)
@@ -281,7 +397,7 @@ Plan::Schedule Plan::makeSchedule(const std::vector<int>& roots, const std::vect
     stack.pop_back();
     if (s < 0 || seen[s]) continue;
     seen[s] = true;
-    if (producer[s] >= 0) needStep(producer[s]);
+    if (producer[s] >= 0 && !(s < static_cast<int>(fed.size()) && fed[s])) needStep(producer[s]);
   }
 
   Schedule sched;
@@ -362,7 +478,7 @@ void Plan::execute(ExecContext& ctx, const Schedule& sched, TensorList& slots, c
       const int s = st.in_slots[k];
       if (s < 0) continue;
       if (slots[s].empty() && slot_types_[s] != DType::kUndefined)
-        throwInternal(describeNode(*st.node) + ": input '" + slot_names_[s] + "' was not computed");
+        throwInternal(describeStep(st) + ": input '" + slot_names_[s] + "' was not computed");
       if (std::find(moves.begin(), moves.end(), static_cast<int>(k)) != moves.end()) in[k] = std::move(slots[s]);
       else in[k] = slots[s];
     }
@@ -373,22 +489,22 @@ void Plan::execute(ExecContext& ctx, const Schedule& sched, TensorList& slots, c
           if (k < static_cast<int>(in.size()) && !in[k].empty()) fn(slot_names_[st.in_slots[k]], in[k]);
     }
     out.assign(st.out_slots.size(), Tensor());
-    if (!st.kernel) throwInternal(describeNode(*st.node) + ": has no kernel (planning failed)");
+    if (!st.kernel) throwInternal(describeStep(st) + ": has no kernel (planning failed)");
     try {
       st.kernel(ctx, in, out);
     } catch (const Error& e) {
-      throw e.withContext(describeNode(*st.node));
+      throw e.withContext(describeStep(st));
     } catch (const std::bad_alloc&) {
-      throw Error(ExitCode::kInput, describeNode(*st.node) + ": out of memory");
+      throw Error(ExitCode::kInput, describeStep(st) + ": out of memory");
     } catch (const std::exception& e) {
-      throw Error(ExitCode::kInternal, describeNode(*st.node) + ": " + e.what());
+      throw Error(ExitCode::kInternal, describeStep(st) + ": " + e.what());
     }
     in.clear();
     for (size_t k = 0; k < st.out_slots.size(); ++k) {
       const int s = st.out_slots[k];
       if (s < 0) continue;
       if (k < out.size() && !out[k].empty() && slot_types_[s] != DType::kUndefined && out[k].dtype() != slot_types_[s])
-        throwInternal(describeNode(*st.node) + ": output " + std::to_string(k) + " is " + ir::dtypeName(out[k].dtype()) +
+        throwInternal(describeStep(st) + ": output " + std::to_string(k) + " is " + ir::dtypeName(out[k].dtype()) +
                       ", planned " + ir::dtypeName(slot_types_[s]));
       slots[s] = k < out.size() ? std::move(out[k]) : Tensor();
       if (slot_taps && !taps->by_slot[s].empty() && !slots[s].empty())

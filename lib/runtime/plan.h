@@ -21,6 +21,9 @@ namespace ptq::runtime {
 struct PlanOptions {
   int64_t default_opset = 0;
   std::map<std::string, int64_t> domain_opsets;  // other domains (com.microsoft, ...)
+  // Weights with Value::quant run dequantized, values with Value::act_quant are fake-quantized for
+  // their readers (simulate_quant.h). Carried into If/Loop body plans.
+  bool simulate_quantization = false;
   int64_t opsetFor(const std::string& domain) const;
 };
 
@@ -55,6 +58,8 @@ class Plan {
   Plan(const Plan&) = delete;
   Plan& operator=(const Plan&) = delete;
 
+  // A step runs one node, or (node == nullptr) fake-quantizes value in_slots[0] into its shadow
+  // slot out_slots[0], which the value's readers read instead (simulate_quantization).
   struct Step {
     const ir::Node* node = nullptr;
     Kernel kernel;
@@ -74,13 +79,29 @@ class Plan {
   const std::string& slotName(int s) const { return slot_names_[s]; }
   DType slotType(int s) const { return slot_types_[s]; }
   const std::vector<Step>& steps() const { return steps_; }
-  int stepOf(const ir::Node* n) const;  // -1 when not found
+  int stepOf(const ir::Node* n) const;  // -1 when not found (and for fake-quant steps)
+  // "node 'x' (Op)" or "fake quantization of 'v'", for messages.
+  std::string describeStep(const Step& st) const;
+  // The value a slot holds: itself, or for a shadow slot the value it fake-quantizes.
+  int baseSlot(int s) const { return base_of_[s]; }
+  bool isConstantSlot(int s) const { return const_index_.count(s) != 0; }
+  const Tensor& constantValue(int s) const;
+  // The data a constant runs with: its initializer, or under simulate_quantization the
+  // dequantized `quant` when the value has one.
+  Tensor constantFor(const ir::Value& v) const;
+  // Replaces constant slot `s`'s data (same dtype and shape, else kUsage) and re-creates the kernels
+  // of the steps reading it, so kernels that captured it at planning (prepacked Conv weights, shape
+  // ops) see the new data. Only for a plan without an enclosing scope (the session's main plan).
+  void replaceConstant(int s, Tensor t);
   const std::vector<int>& inputSlots() const { return input_slots_; }
   const std::vector<int>& outputSlots() const { return output_slots_; }
   const Schedule& defaultSchedule() const { return default_schedule_; }
 
   // Steps needed to compute `roots` (plus `extra_steps`), freeing everything else after last use.
-  Schedule makeSchedule(const std::vector<int>& roots, const std::vector<int>& extra_steps = {}) const;
+  // Slots marked in `fed` (per slot; empty = none) are given by the caller: their producers are not
+  // run unless something else needs them.
+  Schedule makeSchedule(const std::vector<int>& roots, const std::vector<int>& extra_steps = {},
+                        const std::vector<bool>& fed = {}) const;
   // Fresh slot table: constants filled in, outer-scope values bound from `outer`.
   TensorList newSlots(const Frame* outer) const;
   // Runs the schedule on `slots` (inputs already placed). Errors carry the failing node's name.
@@ -88,13 +109,20 @@ class Plan {
                const Taps* taps = nullptr) const;
 
  private:
-  void plan(const PlanOptions& opts, const PlanScope* outer, std::vector<std::string>* problems);
+  void plan(const PlanScope* outer, std::vector<std::string>* problems);
+  // Runs the step's kernel factory (again); returns the output dtypes it inferred.
+  std::vector<DType> buildKernel(Step& step, const PlanScope* scope, std::vector<std::string>* problems);
+  void addFakeQuantStep(int slot, const ir::ActivationQuant& aq, std::vector<std::string>* problems);
 
   const ir::Graph& graph_;
+  PlanOptions opts_;
+  bool has_outer_ = false;
   std::vector<std::string> slot_names_;
   std::vector<DType> slot_types_;
   std::unordered_map<std::string, int> slot_of_;
-  std::vector<std::pair<int, Tensor>> constants_;  // slot, initializer (shared bytes)
+  std::vector<std::pair<int, Tensor>> constants_;  // slot, initializer (shared bytes); fixed size after planning
+  std::unordered_map<int, size_t> const_index_;    // slot -> index in constants_
+  std::vector<int> base_of_;                        // slot -> slot of the value it holds (shadows)
   struct OuterBinding {
     int slot;
     int depth;  // 1 = enclosing plan

@@ -12,14 +12,35 @@ namespace ptq::runtime {
 
 struct Session::CachedSchedule {
   Plan::Schedule sched;
+  int64_t node_steps = 0;         // steps with an ir::Node (fake-quant steps are not node executions)
+  std::vector<int> missing;       // graph inputs the schedule reads that are not fed
 };
 
 namespace {
-PlanOptions planOptions(int64_t default_opset, const std::map<std::string, int64_t>& domains) {
+PlanOptions planOptions(int64_t default_opset, const std::map<std::string, int64_t>& domains, bool simulate = false) {
   PlanOptions o;
   o.default_opset = default_opset;
   o.domain_opsets = domains;
+  o.simulate_quantization = simulate;
   return o;
+}
+
+// Graph inputs that `sched` (or `roots` directly) reads but that are not in `fed`.
+std::vector<int> missingInputs(const Plan& plan, const Plan::Schedule& sched, const std::vector<int>& roots,
+                               const std::vector<bool>& fed) {
+  std::vector<bool> read(plan.numSlots(), false);
+  for (int st : sched.steps) {
+    for (int s : plan.steps()[st].in_slots)
+      if (s >= 0) read[s] = true;
+    for (int s : plan.steps()[st].implicit_in) read[s] = true;
+  }
+  for (int s : roots) read[s] = true;
+  std::vector<int> missing;
+  for (const ir::Value* v : plan.graph().inputs()) {
+    const int s = plan.slotOf(v->name());
+    if (s >= 0 && read[s] && !fed[s] && v->kind() == ir::Value::Kind::kGraphInput) missing.push_back(s);
+  }
+  return missing;
 }
 
 std::map<std::string, int64_t> modelDomains(const ir::Model& m) {
@@ -72,7 +93,8 @@ ir::Tensor checkFeed(const ir::Value& in, const ir::Tensor& feed) {
 
 Session::Session(const ir::Graph& graph, int64_t default_opset, SessionOptions options) : graph_(graph) {
   threads_ = options.threads > 0 ? options.threads : std::max(1, omp_get_max_threads());
-  plan_ = std::make_unique<Plan>(graph, planOptions(default_opset, options.domain_opsets), nullptr);
+  plan_ = std::make_unique<Plan>(graph, planOptions(default_opset, options.domain_opsets, options.simulate_quantization),
+                                 nullptr);
   pool_ = std::make_unique<BufferPool>();
   taps_ = std::make_unique<Taps>();
 }
@@ -116,7 +138,8 @@ void Session::clearTaps() {
 }
 
 std::map<std::string, ir::Tensor> Session::run(const std::map<std::string, ir::Tensor>& feeds,
-                                               const std::vector<std::string>& outputs) {
+                                               const std::vector<std::string>& outputs,
+                                               const std::map<std::string, TapFn>& run_taps) {
   std::vector<int> out_slots;
   std::vector<std::string> out_names;
   if (outputs.empty()) {
@@ -131,51 +154,107 @@ std::map<std::string, ir::Tensor> Session::run(const std::map<std::string, ir::T
     }
   }
 
-  // Feeds.
+  // Feeds: graph inputs are checked against their declared type, other values against the dtype
+  // inferred at planning (their shape is not known statically).
   TensorList slots = plan_->newSlots(nullptr);
   std::vector<bool> fed(plan_->numSlots(), false);
+  std::vector<int> fed_slots;
+  bool partial = false;
   for (const auto& [name, tensor] : feeds) {
     const ir::Value* v = graph_.findValue(name);
-    const bool is_input = v && std::find(graph_.inputs().begin(), graph_.inputs().end(), v) != graph_.inputs().end();
-    if (!is_input) {
+    const int s = plan_->slotOf(name);
+    if (!v || s < 0) {
       std::string names;
       for (const std::string& n : inputNames()) names += (names.empty() ? "" : ", ") + n;
-      throwUsage("'" + name + "' is not an input of the model (inputs: " + names + ")");
+      throwUsage("'" + name + "' is not a value of the model (inputs: " + names + ")");
     }
-    const int s = plan_->slotOf(name);
-    slots[s] = checkFeed(*v, tensor);
+    if (v->isConstant()) throwUsage("'" + name + "' is a constant of the model; change it with setConstant");
+    if (std::find(graph_.inputs().begin(), graph_.inputs().end(), v) != graph_.inputs().end()) {
+      slots[s] = checkFeed(*v, tensor);
+    } else {
+      const ir::DType want = plan_->slotType(s);
+      if (want != ir::DType::kUndefined && tensor.dtype() != want)
+        throwInput("value '" + name + "': expected " + ir::dtypeName(want) + ", got " + ir::dtypeName(tensor.dtype()) +
+                   ir::shapeToString(tensor.shape()));
+      slots[s] = tensor;
+      partial = true;
+    }
     fed[s] = true;
+    fed_slots.push_back(s);
+  }
+  std::sort(fed_slots.begin(), fed_slots.end());
+
+  std::vector<int> run_tap_slots;
+  for (const auto& [name, fn] : run_taps) {
+    (void)fn;
+    const int s = plan_->slotOf(name);
+    if (s < 0) throwUsage("tap: the graph has no value named '" + name + "'");
+    run_tap_slots.push_back(s);
   }
 
-  std::vector<int> roots = out_slots;
-  roots.insert(roots.end(), tapped_slots_.begin(), tapped_slots_.end());
-  auto& cached = schedules_[out_slots];
+  auto& cached = schedules_[ScheduleKey{fed_slots, out_slots, run_tap_slots}];
   if (!cached) {
     cached = std::make_shared<CachedSchedule>();
-    cached->sched = plan_->makeSchedule(roots, extra_steps_);
+    std::vector<int> roots = out_slots;
+    std::vector<int> soft = tapped_slots_;
+    soft.insert(soft.end(), run_tap_slots.begin(), run_tap_slots.end());
+    std::vector<int> steps;
+    if (!partial) {
+      roots.insert(roots.end(), soft.begin(), soft.end());
+      steps = extra_steps_;
+    } else {
+      // A tap upstream of a fed value would need inputs the caller replaced by that value.
+      for (int s : soft)
+        if (missingInputs(*plan_, plan_->makeSchedule({s}, {}, fed), {s}, fed).empty()) roots.push_back(s);
+      for (int st : extra_steps_) {
+        bool writes_fed = false;
+        for (int s : plan_->steps()[st].out_slots) writes_fed = writes_fed || (s >= 0 && fed[s]);
+        if (!writes_fed && missingInputs(*plan_, plan_->makeSchedule({}, {st}, fed), {}, fed).empty())
+          steps.push_back(st);
+      }
+    }
+    cached->sched = plan_->makeSchedule(roots, steps, fed);
+    cached->missing = missingInputs(*plan_, cached->sched, roots, fed);
+    for (int st : cached->sched.steps) cached->node_steps += plan_->steps()[st].node ? 1 : 0;
   }
-  // Every graph input the schedule reads must be fed.
-  std::vector<bool> read(plan_->numSlots(), false);
-  for (int st : cached->sched.steps) {
-    for (int s : plan_->steps()[st].in_slots)
-      if (s >= 0) read[s] = true;
-    for (int s : plan_->steps()[st].implicit_in) read[s] = true;
-  }
-  for (int s : out_slots) read[s] = true;
-  for (const ir::Value* v : graph_.inputs()) {
-    const int s = plan_->slotOf(v->name());
-    if (read[s] && !fed[s] && v->kind() == ir::Value::Kind::kGraphInput)
-      throwUsage("input '" + v->name() + "' (" + typeString(*v) + ") was not given");
+  for (int s : cached->missing) {
+    const ir::Value* v = graph_.findValue(plan_->slotName(s));
+    throwUsage("input '" + v->name() + "' (" + typeString(*v) + ") was not given");
   }
 
+  const Taps* taps = taps_->empty() ? nullptr : taps_.get();
+  Taps with_run_taps;
+  if (!run_taps.empty()) {
+    with_run_taps = *taps_;
+    if (with_run_taps.by_slot.empty()) with_run_taps.by_slot.resize(plan_->numSlots());
+    for (const auto& [name, fn] : run_taps) with_run_taps.by_slot[plan_->slotOf(name)].push_back(fn);
+    taps = &with_run_taps;
+  }
   ExecContext ctx(*pool_, threads_);
-  plan_->execute(ctx, cached->sched, slots, nullptr, taps_->empty() ? nullptr : taps_.get());
+  plan_->execute(ctx, cached->sched, slots, nullptr, taps);
+  node_executions_ += cached->node_steps;
 
   std::map<std::string, ir::Tensor> result;
   for (size_t i = 0; i < out_slots.size(); ++i) result[out_names[i]] = slots[out_slots[i]];
   slots.clear();
   pool_->endRun();
   return result;
+}
+
+void Session::setConstant(const std::string& name, ir::Tensor t) {
+  const ir::Value* v = graph_.findValue(name);
+  const int s = plan_->slotOf(name);
+  if (!v || !v->isConstant() || s < 0 || !plan_->isConstantSlot(s))
+    throwUsage("setConstant: '" + name + "' is not a constant of the graph");
+  plan_->replaceConstant(s, std::move(t));
+}
+
+void Session::reloadConstant(const std::string& name) {
+  const ir::Value* v = graph_.findValue(name);
+  const int s = plan_->slotOf(name);
+  if (!v || !v->isConstant() || s < 0 || !plan_->isConstantSlot(s))
+    throwUsage("reloadConstant: '" + name + "' is not a constant of the graph");
+  plan_->replaceConstant(s, plan_->constantFor(*v));
 }
 
 std::vector<std::string> Session::inputNames() const {

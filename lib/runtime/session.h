@@ -34,7 +34,10 @@ struct SessionOptions {
   int threads = 0;  // 0 = OpenMP default (OMP_NUM_THREADS or the core count)
   // Other domains' opset versions (e.g. {"com.microsoft", 1}); unknown domains default to 1.
   std::map<std::string, int64_t> domain_opsets;
-  // Run the model as it will be written (weights' and activations' quantization annotations applied).
+  // Run the model as it will be written (simulate_quant.h): weights with ir::Value::quant run as
+  // their dequantization, values with ir::Value::act_quant are fake-quantized for their readers
+  // (graph outputs and taps on the value keep the float value). Also inside If/Loop bodies.
+  // Annotations are read at planning (act_quant) or planning/reloadConstant (quant).
   bool simulate_quantization = false;
 };
 
@@ -58,11 +61,26 @@ class Session {
   void tapNodeInput(const std::string& node_name, int input_index, TapFn fn);
   void clearTaps();
 
-  // Feeds by graph-input name (float16/float64 feeds for float32 inputs and int32 feeds for int64
-  // inputs are converted). `outputs` names any values to return; empty = the graph outputs.
-  // Wrong dtype/shape of a feed: ptq::Error(kInput) naming the input; unknown names: kUsage.
+  // Feeds by value name: graph inputs (float16/float64 feeds for float32 inputs and int32 feeds for
+  // int64 inputs are converted) or any node output of the main graph (partial execution: the
+  // producers of a fed value are not run; its dtype must be the planned one). `outputs` names any
+  // values to return; empty = the graph outputs. `run_taps` are taps for this call only.
+  // Wrong dtype/shape of a feed: ptq::Error(kInput) naming it; unknown names or constants: kUsage;
+  // a graph input the run still needs but was not given: kUsage.
+  // In a partial run (some fed value is not a graph input), taps whose value would need a graph
+  // input that was not given are skipped instead of failing the run.
   std::map<std::string, ir::Tensor> run(const std::map<std::string, ir::Tensor>& feeds,
-                                        const std::vector<std::string>& outputs = {});
+                                        const std::vector<std::string>& outputs = {},
+                                        const std::map<std::string, TapFn>& run_taps = {});
+
+  // Replaces the data of constant (initializer) `name` of the main graph without re-planning: only
+  // the kernels reading it are re-created. Same dtype and shape required (else kUsage).
+  void setConstant(const std::string& name, ir::Tensor t);
+  // Re-reads the graph's Value `name`: its initializer, or with simulate_quantization its `quant`
+  // annotation when it has one. For a pass that changed a weight or attached Value::quant.
+  void reloadConstant(const std::string& name);
+  // Kernel invocations of top-level graph nodes since construction (fake-quant steps not counted).
+  int64_t nodeExecutions() const { return node_executions_; }
 
   std::vector<std::string> inputNames() const;   // graph inputs to feed (not initializer-inputs)
   std::vector<std::string> outputNames() const;  // graph outputs
@@ -78,10 +96,15 @@ class Session {
   std::unique_ptr<Plan> plan_;
   std::unique_ptr<BufferPool> pool_;
   std::unique_ptr<Taps> taps_;
+  friend class BlockRunner;
+  const Plan& plan() const { return *plan_; }
   std::vector<int> extra_steps_;  // steps forced by node-input taps
   std::vector<int> tapped_slots_;
+  int64_t node_executions_ = 0;
   struct CachedSchedule;
-  std::map<std::vector<int>, std::shared_ptr<CachedSchedule>> schedules_;
+  // Keyed by (fed slots, output slots, run-tap slots).
+  using ScheduleKey = std::vector<std::vector<int>>;
+  std::map<ScheduleKey, std::shared_ptr<CachedSchedule>> schedules_;
 };
 
 // Messages ("node 'x' (Op): unsupported: ...") for every node of `graph` (and its subgraphs) the

@@ -79,6 +79,10 @@ PTQ_FACTORY(makeQuantizeLinear);
 PTQ_FACTORY(makeDequantizeLinear);
 PTQ_FACTORY(makeDynamicQuantizeLinear);
 PTQ_FACTORY(makeMatMulNBits);
+// The QuantizeLinear / DequantizeLinear arithmetic itself, in = {x, scale, zero point or empty}, so
+// simulated quantization (simulate_quant.cc) computes bit for bit what explicit Q/DQ nodes would.
+Tensor quantizeLinear(ExecContext& ctx, const TensorList& in, int64_t axis, int64_t block, DType out_t);
+Tensor dequantizeLinear(ExecContext& ctx, const TensorList& in, int64_t axis, int64_t block);
 
 #undef PTQ_FACTORY
 

@@ -123,6 +123,55 @@ void writeQuant(Tensor& y, const std::vector<int32_t>& q) {
 
 }  // namespace
 
+Tensor quantizeLinear(ExecContext& ctx, const TensorList& in, int64_t axis, int64_t block, DType out_t) {
+  const Tensor& x = in[0];
+  const QuantParams P = readQuantParams(in, axis, block);
+  const ParamLayout& L = P.layout;
+  const std::vector<float>& s = P.scale;
+  const std::vector<int32_t>& zp = P.zero;
+  int32_t lo, hi;
+  qrange(out_t, &lo, &hi);
+  const float* px = x.data<float>();
+  std::vector<int32_t> q(static_cast<size_t>(x.numel()));
+  const int64_t outer = L.per_tensor ? 1 : L.outer, len = L.per_tensor ? x.numel() : L.len, inner = L.per_tensor ? 1 : L.inner;
+  parallelFor(ctx.threads(), outer * len, grainFor(inner), [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      const int64_t o = t / len, a = t % len;
+      for (int64_t i = 0; i < inner; ++i) {
+        const int64_t k = L.index(o, a, i);
+        // float32 division, as ONNX Runtime and the reference do (double would round 25.4999 vs 25.5)
+        const double v = static_cast<double>(std::nearbyint(px[t * inner + i] / s[k])) + zp[k];
+        q[t * inner + i] = static_cast<int32_t>(std::min<double>(std::max<double>(v, lo), hi));
+      }
+    }
+  });
+  Tensor y = ctx.alloc(out_t, x.shape());
+  writeQuant(y, q);
+  return y;
+}
+
+Tensor dequantizeLinear(ExecContext& ctx, const TensorList& in, int64_t axis, int64_t block) {
+  const Tensor& x = in[0];
+  const QuantParams P = readQuantParams(in, axis, block);
+  const ParamLayout& L = P.layout;
+  const std::vector<float>& s = P.scale;
+  const std::vector<int32_t>& zp = P.zero;
+  const std::vector<int32_t> q = readInts32(x);
+  Tensor y = ctx.alloc(DType::kFloat32, x.shape());
+  float* py = outData<float>(y);
+  const int64_t outer = L.per_tensor ? 1 : L.outer, len = L.per_tensor ? x.numel() : L.len, inner = L.per_tensor ? 1 : L.inner;
+  parallelFor(ctx.threads(), outer * len, grainFor(inner), [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      const int64_t o = t / len, a = t % len;
+      for (int64_t i = 0; i < inner; ++i) {
+        const int64_t k = L.index(o, a, i);
+        py[t * inner + i] = static_cast<float>(q[t * inner + i] - zp[k]) * s[k];
+      }
+    }
+  });
+  return y;
+}
+
 Kernel makeQuantizeLinear(const NodeInfo& info, std::vector<DType>& out_types) {
   info.requireInputs(2, 3);
   info.requireType(0, {DType::kFloat32});
@@ -135,32 +184,7 @@ Kernel makeQuantizeLinear(const NodeInfo& info, std::vector<DType>& out_types) {
   const int64_t axis = info.attrInt("axis", 1), block = info.attrInt("block_size", 0);
   if (block < 0) info.unsupported("negative block_size");
   out_types = {out_t};
-  return [=](ExecContext& ctx, TensorList& in, TensorList& out) {
-    const Tensor& x = in[0];
-    const QuantParams P = readQuantParams(in, axis, block);
-    const ParamLayout& L = P.layout;
-    const std::vector<float>& s = P.scale;
-    const std::vector<int32_t>& zp = P.zero;
-    int32_t lo, hi;
-    qrange(out_t, &lo, &hi);
-    const float* px = x.data<float>();
-    std::vector<int32_t> q(static_cast<size_t>(x.numel()));
-    const int64_t outer = L.per_tensor ? 1 : L.outer, len = L.per_tensor ? x.numel() : L.len, inner = L.per_tensor ? 1 : L.inner;
-    parallelFor(ctx.threads(), outer * len, grainFor(inner), [&](int64_t b, int64_t e) {
-      for (int64_t t = b; t < e; ++t) {
-        const int64_t o = t / len, a = t % len;
-        for (int64_t i = 0; i < inner; ++i) {
-          const int64_t k = L.index(o, a, i);
-          // float32 division, as ONNX Runtime and the reference do (double would round 25.4999 vs 25.5)
-          const double v = static_cast<double>(std::nearbyint(px[t * inner + i] / s[k])) + zp[k];
-          q[t * inner + i] = static_cast<int32_t>(std::min<double>(std::max<double>(v, lo), hi));
-        }
-      }
-    });
-    Tensor y = ctx.alloc(out_t, x.shape());
-    writeQuant(y, q);
-    out[0] = std::move(y);
-  };
+  return [=](ExecContext& ctx, TensorList& in, TensorList& out) { out[0] = quantizeLinear(ctx, in, axis, block, out_t); };
 }
 
 // DynamicQuantizeLinear: uint8, scale = (max(x,0) - min(x,0)) / 255, zero point rounded and clipped.
@@ -200,27 +224,7 @@ Kernel makeDequantizeLinear(const NodeInfo& info, std::vector<DType>& out_types)
     info.unsupported("zero point dtype " + ir::dtypeName(info.inType(2)) + " differs from x's " + ir::dtypeName(info.inType(0)));
   const int64_t axis = info.attrInt("axis", 1), block = info.attrInt("block_size", 0);
   out_types = {DType::kFloat32};
-  return [=](ExecContext& ctx, TensorList& in, TensorList& out) {
-    const Tensor& x = in[0];
-    const QuantParams P = readQuantParams(in, axis, block);
-    const ParamLayout& L = P.layout;
-    const std::vector<float>& s = P.scale;
-    const std::vector<int32_t>& zp = P.zero;
-    const std::vector<int32_t> q = readInts32(x);
-    Tensor y = ctx.alloc(DType::kFloat32, x.shape());
-    float* py = outData<float>(y);
-    const int64_t outer = L.per_tensor ? 1 : L.outer, len = L.per_tensor ? x.numel() : L.len, inner = L.per_tensor ? 1 : L.inner;
-    parallelFor(ctx.threads(), outer * len, grainFor(inner), [&](int64_t b, int64_t e) {
-      for (int64_t t = b; t < e; ++t) {
-        const int64_t o = t / len, a = t % len;
-        for (int64_t i = 0; i < inner; ++i) {
-          const int64_t k = L.index(o, a, i);
-          py[t * inner + i] = static_cast<float>(q[t * inner + i] - zp[k]) * s[k];
-        }
-      }
-    });
-    out[0] = std::move(y);
-  };
+  return [=](ExecContext& ctx, TensorList& in, TensorList& out) { out[0] = dequantizeLinear(ctx, in, axis, block); };
 }
 
 Kernel makeMatMulNBits(const NodeInfo& info, std::vector<DType>& out_types) {
