@@ -36,7 +36,7 @@ ir::Tensor dequantizeWeight(const ir::QuantizedWeight& q) {
   // Element (o, a, i) of the codes viewed as [outer, len, inner] around the axis -> parameter index.
   const int64_t r = c.rank();
   int64_t outer = 1, len = c.numel(), inner = 1, nblocks = 1, block = 0;
-  if (q.granularity == G::kPerTensor) {
+  if (q.granularity == G::kTensor) {
     if (q.scales.numel() != 1) throwInput("quantized weight: per-tensor scale must hold one value");
   } else {
     if (q.axis < 0 || q.axis >= r) throwInput("quantized weight: axis " + std::to_string(q.axis) + " out of range");
@@ -45,7 +45,7 @@ ir::Tensor dequantizeWeight(const ir::QuantizedWeight& q) {
     len = c.shape()[q.axis];
     inner = 1;
     for (int64_t d = q.axis + 1; d < r; ++d) inner *= c.shape()[d];
-    if (q.granularity == G::kPerChannel) {
+    if (q.granularity == G::kChannel) {
       if (q.scales.numel() != len) throwInput("quantized weight: per-channel scales " +
                                               ir::shapeToString(q.scales.shape()) + " do not match axis " +
                                               std::to_string(q.axis) + " of " + ir::shapeToString(c.shape()));
@@ -66,8 +66,8 @@ ir::Tensor dequantizeWeight(const ir::QuantizedWeight& q) {
       for (int64_t i = 0; i < inner; ++i) {
         const int64_t e = (o * len + a) * inner + i;
         int64_t k = 0;
-        if (q.granularity == G::kPerChannel) k = a;
-        else if (q.granularity == G::kBlocked) k = (o * nblocks + a / block) * inner + i;
+        if (q.granularity == G::kChannel) k = a;
+        else if (q.granularity == G::kGroup) k = (o * nblocks + a / block) * inner + i;
         // int32 subtraction, then one float32 product: DequantizeLinear's arithmetic.
         py[e] = static_cast<float>(codes[e] - zp[k]) * s[k];
       }

@@ -135,10 +135,10 @@ TEST_CASE("simulated weights: per-tensor, per-channel with zero points, blocked 
   setInit(g, "b", randomFloats({4}, 11));
   setInit(g, "m1", randomFloats({16, 5}, 12));
   setInit(g, "m2", randomFloats({5, 3}, 13));
-  g.findValue("w")->quant = weightQuant(QW::Granularity::kPerChannel, 0, wq, ws, wz);
-  g.findValue("b")->quant = weightQuant(QW::Granularity::kPerChannel, 0, bq, bs);
-  g.findValue("m1")->quant = weightQuant(QW::Granularity::kPerTensor, 0, m1q, m1s);
-  g.findValue("m2")->quant = weightQuant(QW::Granularity::kBlocked, 0, m2q, m2s, m2z, 2);
+  g.findValue("w")->quant = weightQuant(QW::Granularity::kChannel, 0, wq, ws, wz);
+  g.findValue("b")->quant = weightQuant(QW::Granularity::kChannel, 0, bq, bs);
+  g.findValue("m1")->quant = weightQuant(QW::Granularity::kTensor, 0, m1q, m1s);
+  g.findValue("m2")->quant = weightQuant(QW::Granularity::kGroup, 0, m2q, m2s, m2z, 2);
 
   auto rm = parse(ref);
   for (auto& [n, t] : std::vector<std::pair<std::string, Tensor>>{
@@ -234,7 +234,7 @@ TEST_CASE("simulated quantization reaches If bodies, reloadConstant picks up a n
   ptq::ir::Graph& body = *fm.graph->nodes()[0]->attrs.at("then_branch").g;
   setInit(body, "wb", randomFloats({4, 3}, 34));
   setInit(*fm.graph, "k", randomFloats({4, 3}, 35));
-  body.findValue("wb")->quant = weightQuant(QW::Granularity::kPerChannel, 1, wq, wsc);
+  body.findValue("wb")->quant = weightQuant(QW::Granularity::kChannel, 1, wq, wsc);
   auto rm = parse(ref_text);
   ptq::ir::Graph& rbody = *rm.graph->nodes()[1]->attrs.at("then_branch").g;
   setInit(rbody, "wq", wq);
@@ -251,7 +251,7 @@ TEST_CASE("simulated quantization reaches If bodies, reloadConstant picks up a n
   // k has no annotation yet: the else branch runs the float k.
   const Tensor before = sim.run({{"c", no}, {"x", x}}).at("y");
   CHECK_FALSE(sameBits(before, reference.run({{"c", no}, {"x", x}}).at("y")));
-  fm.graph->findValue("k")->quant = weightQuant(QW::Granularity::kPerChannel, 1, kq, ks);
+  fm.graph->findValue("k")->quant = weightQuant(QW::Granularity::kChannel, 1, kq, ks);
   sim.reloadConstant("k");
   CHECK(sameBits(sim.run({{"c", no}, {"x", x}}).at("y"), reference.run({{"c", no}, {"x", x}}).at("y")));
 }
@@ -269,7 +269,7 @@ TEST_CASE("bad annotations are input errors naming the value", "[runtime]") {
   }
   m.graph->findValue("i")->act_quant.reset();
   m.graph->findValue("w")->quant =
-      weightQuant(QW::Granularity::kPerChannel, 0, randomInts(DType::kInt8, {3}, 1, -5, 5), randomFloats({2}, 2));
+      weightQuant(QW::Granularity::kChannel, 0, randomInts(DType::kInt8, {3}, 1, -5, 5), randomFloats({2}, 2));
   try {
     Session s(m, simulate());
     FAIL("planning should have failed");
