@@ -18,7 +18,7 @@ TEST_CASE("the source tree has no wrong-way include", "[layers]") {
   CHECK(r.exit_code == 0);
 }
 
-TEST_CASE("a wrong-way include fails the layering check, naming the file and the arrow", "[layers]") {
+TEST_CASE("a wrong-way include fails the layering check and names the file and the arrow", "[layers]") {
   struct Plant {
     const char* file;
     const char* include;

@@ -39,7 +39,7 @@ ir::Model model() {
 
 }  // namespace
 
-TEST_CASE("the plan resolves every layer once, with skips and their reasons", "[plan]") {
+TEST_CASE("the plan resolves every layer once with skips and their reasons", "[plan]") {
   ir::Model m = model();
   pipeline::QuantConfig c = test::parseConfig(R"({"weights": {"bits": 4, "granularity": "channel"},
       "layers": {"min_elements": 40}, "overrides": [{"match": "first", "weights": {"bits": 6}}]})");

@@ -23,7 +23,7 @@ void writeAll(const std::string& p, const std::string& s) { std::ofstream(p, std
 
 }  // namespace
 
-TEST_CASE("--seed reaches synthetic calibration: same seed, same bytes; another seed, another model", "[cli][seed]") {
+TEST_CASE("the seed option reaches synthetic calibration: the same seed gives the same bytes and another seed another model", "[cli][seed]") {
   const std::string dir = tempDir("seed");
   writeAll(dir + "/synthetic.json", R"({"pipeline": ["rtn", "qdq"], "activations": {"observer": "minmax"},
     "calibration": {"synthetic": true, "synthetic_samples": 8}})");

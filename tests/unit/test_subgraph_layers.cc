@@ -50,7 +50,7 @@ g (bool c, float[2, 32] x) => (float[2, 16] y)
 
 }  // namespace
 
-TEST_CASE("layers inside If branches are in the plan, quantized in both branches and lowered in place", "[plan][subgraph]") {
+TEST_CASE("layers inside If branches are in the plan and quantized in both branches and lowered in place", "[plan][subgraph]") {
   ir::Model m = onnx_io::parseModelText(ifModelText());
   const pipeline::QuantConfig config = test::parseConfig(R"({"weights": {"bits": 8, "granularity": "channel"}})");
   driver::PipelineRun run = driver::runPipeline(m, config, nullptr, 0, true);
@@ -74,7 +74,7 @@ TEST_CASE("layers inside If branches are in the plan, quantized in both branches
   CHECK(ir::verifyGraph(*m.graph).empty());
 }
 
-TEST_CASE("an If model quantized by the CLI runs in ONNX Runtime close to fp32 on both branches; inspect counts its layers",
+TEST_CASE("an If model quantized by the CLI runs in ONNX Runtime close to fp32 on both branches and inspect counts its layers",
           "[plan][subgraph][ort]") {
   const std::string dir = test::tempDir("if_layers");
   const std::string model = dir + "/if.onnx";
