@@ -165,8 +165,7 @@ pipeline::Report runQuantize(const QuantizeOptions& opts) {
   checkOutputPath(opts.model_path, opts.output_path);
   if (!opts.report_path.empty()) checkWritableTarget(opts.report_path, "report");
 
-  const pipeline::PassTable& passes = passes::builtinPasses();
-  pipeline::QuantConfig config = pipeline::loadConfig(resolveConfigPath(opts.config_path), passes);
+  pipeline::QuantConfig config = pipeline::loadConfig(resolveConfigPath(opts.config_path), passes::builtinPasses());
   // A packed file unpacks to the config's own ONNX form unless that is "packed" too.
   const std::string unpack_form =
       config.format == pipeline::OutputFormat::kMatMulNBits ? "matmulnbits" : "qdq";
@@ -186,11 +185,13 @@ pipeline::Report runQuantize(const QuantizeOptions& opts) {
     calibration = std::make_unique<calib::CalibrationSet>(calib::CalibrationSet::load(spec, *model.graph, readTensorFile));
     spdlog::info("calibration: {}", calibration->describe());
   }
-  if (config.format == pipeline::OutputFormat::kPacked)
-    for (const pipeline::LayerPlan& l : pipeline::buildPlan(*model.graph, config).layers())
+  if (config.format == pipeline::OutputFormat::kPacked) {
+    const pipeline::QuantPlan plan = pipeline::buildPlan(*model.graph, config);
+    for (const pipeline::LayerPlan& l : plan.layers())
       if (!l.skip && !l.scope.empty())
         throwUsage(opts.output_path + ": the packed format holds main-graph weights only, and " + l.label() +
                    " is inside a subgraph; write qdq or matmulnbits");
+  }
 
   PipelineRun run = runPipeline(model, config, calibration.get(), opts.threads, opts.verify_each);
   pipeline::Report& report = run.report;

@@ -1,6 +1,8 @@
 // Partial execution (feeding intermediate values) and replacing constants without re-planning.
 // References: full runs of the same graph, and fresh sessions on a graph holding the new constant.
 #include <catch2/catch.hpp>
+
+#include "support/random_tensor.h"
 #include <cstring>
 #include <random>
 
@@ -14,13 +16,7 @@ using ptq::runtime::Session;
 
 ptq::ir::Model parse(const std::string& text) { return ptq::onnx_io::parseModelText(text); }
 
-Tensor randomTensor(ptq::ir::Shape shape, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, 1.0f);
-  std::vector<float> v(static_cast<size_t>(ptq::ir::shapeNumel(shape)));
-  for (float& x : v) x = d(rng);
-  return Tensor::fromFloats(shape, v);
-}
+using ptq::test::randomTensor;
 
 bool sameBits(const Tensor& a, const Tensor& b) {
   return a.dtype() == b.dtype() && a.shape() == b.shape() && std::memcmp(a.data(), b.data(), a.nbytes()) == 0;

@@ -1,6 +1,8 @@
 // Session behaviour: planning errors, taps, requested outputs, feeds checking, buffer reuse,
 // determinism across thread counts, subgraphs with outer-scope reads, opset-dependent forms.
 #include <catch2/catch.hpp>
+
+#include "support/random_tensor.h"
 #include <cmath>
 #include <random>
 
@@ -17,13 +19,7 @@ ptq::ir::Model parse(const std::string& text) { return ptq::onnx_io::parseModelT
 
 std::vector<float> floats(const Tensor& t) { return t.toFloats(); }
 
-Tensor randomTensor(ptq::ir::Shape shape, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, 1.0f);
-  std::vector<float> v(static_cast<size_t>(ptq::ir::shapeNumel(shape)));
-  for (float& x : v) x = d(rng);
-  return Tensor::fromFloats(shape, v);
-}
+using ptq::test::randomTensor;
 
 ptq::ExitCode codeOf(const std::function<void()>& fn) {
   try {
