@@ -46,7 +46,10 @@ std::vector<int64_t> Node::attrInts(const std::string& n) const {
 
 std::string Node::describe() const {
   std::string d = domain_.empty() ? op_type_ : domain_ + "." + op_type_;
-  return "node '" + name + "' (" + d + ")";
+  if (!name.empty()) return "node '" + name + "' (" + d + ")";
+  for (const Value* v : outputs_)  // exporters often leave nodes unnamed: name the value it writes
+    if (v) return "node <output '" + v->name() + "'> (" + d + ")";
+  return "node <unnamed> (" + d + ")";
 }
 
 // ---------------------------------------------------------------- Graph: values

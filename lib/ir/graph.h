@@ -143,7 +143,7 @@ class Node {
   float attrFloat(const std::string& n, float dflt) const;
   std::string attrString(const std::string& n, const std::string& dflt) const;
   std::vector<int64_t> attrInts(const std::string& n) const;  // empty when absent
-  // "Node 'name' (OpType)" for error messages.
+  // "node 'name' (OpType)", or "node <output 'y'> (OpType)" for an unnamed node, for error messages.
   std::string describe() const;
 
  private:

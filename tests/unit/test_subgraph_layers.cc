@@ -85,6 +85,13 @@ TEST_CASE("an If model quantized by the CLI runs in ONNX Runtime close to fp32 o
   CHECK(info["initializers_in_subgraphs"].get<int64_t>() == 2);
   CHECK(info["quantizable_layers"].size() == 3);
 
+  // The packed format holds main-graph weights only: asking for it is an error naming the layer.
+  auto packed = test::runCommand("'" + test::toolPath() + "' quantize '" + model + "' --config w8a16 -f packed -o '" + dir +
+                                 "/if.ptq'");
+  CHECK(packed.exit_code == 1);
+  CHECK_THAT(packed.output, Catch::Contains("node <output 'h'> (MatMul) weight 'wo' in If<y>/else_branch is inside a subgraph"));
+  CHECK_FALSE(test::fileExists(dir + "/if.ptq"));
+
   PTQ_REQUIRE_ORT();
   ir::Tensor x(ir::DType::kFloat32, {2, 32});
   for (int i = 0; i < 64; ++i) x.mutableData<float>()[i] = static_cast<float>(std::cos(0.21 * i));
