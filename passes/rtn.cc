@@ -63,6 +63,7 @@ pipeline::PassInfo rtnPassInfo() {
                        "smallest fraction of a group's range the MSE clip search tries"),
   };
   info.traits.quantizes_weights = true;
+  info.in_default_pipeline = true;
   info.create = [](const pipeline::OptionValues& v) -> std::unique_ptr<pipeline::Pass> {
     RtnOptions o;
     o.clip_steps = static_cast<int>(v.integer("clip_steps"));

@@ -252,7 +252,9 @@ QuantConfig parseConfig(const std::string& text, const std::string& source, cons
   if (r.has("description")) c.description = r.string("description");
   if (r.has("format")) c.format = parseOutputFormat(r.string("format"), source + ": format");
   if (r.has("seed")) c.seed = static_cast<uint64_t>(r.integer("seed", 0, INT64_MAX));
-  std::vector<std::string> pipeline{"rtn"};
+  std::vector<std::string> pipeline;
+  for (const auto& info : passes)
+    if (info.in_default_pipeline) pipeline.push_back(info.name);
   if (r.has("pipeline")) {
     pipeline = r.strings("pipeline");
     if (pipeline.empty()) r.fail("pipeline", "must name at least one pass");

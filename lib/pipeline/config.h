@@ -88,7 +88,7 @@ struct QuantConfig {
   std::string description;
   OutputFormat format = OutputFormat::kQdq;
   uint64_t seed = 0;
-  std::vector<PassSpec> pipeline;         // the passes in order ("pipeline" key; default ["rtn"])
+  std::vector<PassSpec> pipeline;         // the passes in order ("pipeline" key; default: the table's in_default_pipeline passes)
   WeightSettings weights;
   LayerSelection layers;
   std::vector<LayerOverride> overrides;

@@ -28,6 +28,7 @@ struct PassInfo {
   std::string summary;
   std::vector<OptionSpec> options;
   PassTraits traits;
+  bool in_default_pipeline = false;  // part of the pipeline of a config that names none (in table order)
   // Builds the pass from its validated options.
   std::function<std::unique_ptr<Pass>(const OptionValues& options)> create;
 };

@@ -25,7 +25,7 @@ std::vector<LayerRecord> layerRecords(const QuantPlan& plan) {
     if (l.skip || !q) {
       r.action = "skipped: " + (l.skip ? l.skip_reason : std::string("no pass quantized it"));
     } else {
-      r.action = "quantized (" + (q->method.empty() ? std::string("rtn") : q->method) + ")";
+      r.action = q->method.empty() ? std::string("quantized") : "quantized (" + q->method + ")";
       r.bits = q->bits;
       r.granularity = quant::granularityName(q->granularity);
       r.group_size = q->block_size;
