@@ -2,6 +2,8 @@
 // overrides and skips resolve per layer.
 #include <catch2/catch.hpp>
 
+#include <fstream>
+
 #include "lib/pipeline/config.h"
 #include "lib/pipeline/pass_manager.h"
 #include "lib/pipeline/quant_plan.h"
@@ -161,4 +163,17 @@ TEST_CASE("the pipeline is checked as a whole before any pass runs", "[config][p
   CHECK_NOTHROW(PassManager::checkPipeline(parse(w8a8), true));
   expectPipelineError(R"({"pipeline": ["qdq", "rtn"], "activations": {}})", true,
                       "pass 'qdq' observes the model as it will be written, so it must come after 'rtn'");
+}
+
+TEST_CASE("the README's example config parses and its pipeline checks out", "[config][readme]") {
+  std::ifstream f(std::string(PTQ_SOURCE_DIR) + "/README.md");
+  const std::string readme((std::istreambuf_iterator<char>(f)), {});
+  const size_t start = readme.find("```json\n");
+  REQUIRE(start != std::string::npos);
+  const size_t end = readme.find("```", start + 8);
+  REQUIRE(end != std::string::npos);
+  const QuantConfig c = parse(readme.substr(start + 8, end - start - 8));
+  CHECK(names(c) == std::vector<std::string>{"rtn", "qdq"});
+  CHECK(c.pipeline[0].options.real("clip_min_ratio") == 0.6);
+  CHECK_NOTHROW(PassManager::checkPipeline(c, true));
 }
