@@ -20,6 +20,8 @@ fi
 "$root/scripts/fetch-ocr-models.sh" >/dev/null 2>&1 || echo "test.sh: PP-OCRv4 models not fetched; their tests will be skipped" >&2
 
 jobs="$(nproc)"
+# ccache keys on paths relative to the checkout, so a fresh clone elsewhere (CI) reuses earlier objects.
+export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=1
 cmake -S "$root" -B "$build" -G Ninja "${cmake_args[@]}" >/dev/null
 cmake --build "$build" -j "$jobs"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}"
