@@ -7,6 +7,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "lib/driver/eval_job.h"
 #include "lib/driver/inspect.h"
 #include "lib/driver/quantize_job.h"
 #include "lib/driver/run_job.h"
@@ -95,6 +96,22 @@ int main(int argc, char** argv) {
   run->add_option("-o,--output", run_opts.output_path, "Write outputs: FILE.npz, FILE.npy (one output) or a folder");
   run->add_option("-j,--threads", run_opts.threads, "Worker threads (0 = all cores)")->check(CLI::Range(0, 4096));
 
+  ptq::driver::EvalOptions ev;
+  auto* eval = app.add_subcommand("eval", "Compare a candidate model with a reference on held-out data (errors, agreement, accuracy, perplexity)");
+  eval->add_option("reference", ev.ref_path, "Reference .onnx model (e.g. fp32)")->required();
+  eval->add_option("candidate", ev.cand_path, "Candidate .onnx model (e.g. quantized)")->required();
+  eval->add_option("--tokens", ev.tokens, "Language model: raw int64 token file (.i64) for the models' one integer input");
+  eval->add_option("--seq", ev.seq, "Window length for --tokens (default 128)")->check(CLI::PositiveNumber);
+  eval->add_option("--windows", ev.windows, "Use at most this many windows (default: every whole window)")->check(CLI::PositiveNumber);
+  eval->add_option("--data", ev.data, "Held-out inputs: NAME=FILE (.npy/.npz/.pb/raw .bin) or a folder of NAME.npy (repeatable)")
+      ->allow_extra_args(false);
+  eval->add_option("--data-shape", ev.data_shape, "Shape of a raw .bin data file, e.g. 256x1x20x20");
+  eval->add_option("--samples", ev.samples, "Use at most this many samples of --data")->check(CLI::PositiveNumber);
+  eval->add_option("--labels", ev.labels, "int64 labels, one per sample (raw .i64/.bin or .npy): accuracy of each classifier");
+  eval->add_option("--batch", ev.batch, "Batch size (default 8)")->check(CLI::PositiveNumber);
+  eval->add_option("--report", ev.report_path, "Write the figures as JSON");
+  eval->add_option("-j,--threads", ev.threads, "Worker threads (0 = all cores)")->check(CLI::Range(0, 4096));
+
   auto* passes = app.add_subcommand("passes", "List the passes a config's pipeline can name, with their options");
 
   try {
@@ -138,6 +155,9 @@ int main(int argc, char** argv) {
       auto r = ptq::driver::runModelCommand(run_opts);
       std::cout << r.summary;
       spdlog::info("ran in {:.3f} s", r.seconds);
+    } else if (*eval) {
+      auto r = ptq::driver::runEval(ev);
+      std::cout << r.table();
     } else if (*passes) {
       std::cout << ptq::driver::listPasses();
     }
