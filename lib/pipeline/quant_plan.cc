@@ -160,12 +160,6 @@ LayerPlan* QuantPlan::findByWeight(const ir::Value* weight) {
   return nullptr;
 }
 
-LayerPlan* QuantPlan::findByNode(const ir::Node* node) {
-  for (auto& l : layers_)
-    if (std::find(l.readers.begin(), l.readers.end(), node) != l.readers.end() || l.node == node) return &l;
-  return nullptr;
-}
-
 void QuantPlan::setWeights(LayerPlan& layer, const WeightSettings& w, const std::string& pass, const std::string& why) {
   layer.history.push_back(pass + ": " + std::to_string(layer.weights.bits) + " -> " + std::to_string(w.bits) + " bits" +
                           (why.empty() ? "" : " (" + why + ")"));

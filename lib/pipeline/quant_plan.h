@@ -51,7 +51,6 @@ class QuantPlan {
   // The layers that will be quantized (not skipped), in plan order.
   std::vector<LayerPlan*> active();
   LayerPlan* findByWeight(const ir::Value* weight);
-  LayerPlan* findByNode(const ir::Node* node);
 
   // Mutations a pass makes, recorded in the layer's history with the pass's name.
   void setWeights(LayerPlan& layer, const WeightSettings& w, const std::string& pass, const std::string& why);
