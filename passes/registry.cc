@@ -1,12 +1,14 @@
 #include "passes/registry.h"
 
+#include "passes/fold_norms.h"
 #include "passes/qdq.h"
 #include "passes/rtn.h"
+#include "passes/smooth_quant.h"
 
 namespace ptq::passes {
 
 const pipeline::PassTable& builtinPasses() {
-  static const pipeline::PassTable table = {rtnPassInfo(), qdqPassInfo()};
+  static const pipeline::PassTable table = {foldNormsPassInfo(), smoothQuantPassInfo(), rtnPassInfo(), qdqPassInfo()};
   return table;
 }
 

@@ -175,6 +175,41 @@ void QuantPlan::skip(LayerPlan& layer, const std::string& why, const std::string
   layer.decided_by = pass;
 }
 
+void QuantPlan::note(LayerPlan& layer, const std::string& pass, const std::string& text) {
+  layer.history.push_back(pass + ": " + text);
+}
+
+void QuantPlan::untie(const ir::Value* old_weight, ir::Node* reader, ir::Value* new_weight, const std::string& pass) {
+  LayerPlan* old = findByWeight(old_weight);
+  if (!old) return;  // not a layer (e.g. a norm's gamma)
+  auto& readers = old->readers;
+  readers.erase(std::remove(readers.begin(), readers.end(), reader), readers.end());
+  const std::string line = pass + ": untied from '" + old_weight->name() + "' (a copy of its own)";
+  if (readers.empty()) {  // the only layer reading it: the record moves to the copy
+    old->weight = new_weight;
+    old->node = reader;
+    old->readers = {reader};
+    old->history.push_back(line);
+    return;
+  }
+  if (old->node == reader) old->node = readers.front();
+  LayerPlan copy = *old;
+  copy.node = reader;
+  copy.graph = reader->graph();
+  copy.weight = new_weight;
+  copy.readers = {reader};
+  copy.history.push_back(line);
+  layers_.push_back(std::move(copy));
+}
+
+void QuantPlan::replaceNode(const ir::Node* old, ir::Node* now) {
+  for (auto& l : layers_) {
+    if (l.node == old) l.node = now;
+    for (ir::Node*& r : l.readers)
+      if (r == old) r = now;
+  }
+}
+
 std::optional<WeightSettings> resolveSettings(const QuantConfig& config, const std::string& node_name,
                                               const std::string& weight_name, const std::string& op_type,
                                               std::string* why_skipped) {

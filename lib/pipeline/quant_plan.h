@@ -55,6 +55,16 @@ class QuantPlan {
   // Mutations a pass makes, recorded in the layer's history with the pass's name.
   void setWeights(LayerPlan& layer, const WeightSettings& w, const std::string& pass, const std::string& why);
   void skip(LayerPlan& layer, const std::string& why, const std::string& pass);
+  // A history line that changes no decision (a rewrite's note: "smooth-quant: alpha 0.6 ...").
+  void note(LayerPlan& layer, const std::string& pass, const std::string& text);
+
+  // Graph rewrites keep the plan pointing at the right things. These may add records, so they
+  // invalidate LayerPlan pointers taken earlier.
+  // `reader` stopped reading `old_weight` and reads `new_weight`, a copy a rewrite made to change
+  // it alone (untying a shared weight): the reader gets a record of its own with the same settings.
+  void untie(const ir::Value* old_weight, ir::Node* reader, ir::Value* new_weight, const std::string& pass);
+  // A rewrite put `now` in place of node `old` (e.g. MatMul split from a new bias Add).
+  void replaceNode(const ir::Node* old, ir::Node* now);
 
  private:
   std::vector<LayerPlan> layers_;
