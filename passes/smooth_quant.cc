@@ -124,6 +124,7 @@ class SmoothQuantPass final : public pipeline::Pass {
         return;
       }
       taken.insert(x);
+      for (const ir::Node* t : r.through) taken.insert(t->output(0));  // smoothed once, at x
       Site s;
       s.x = x;
       s.linears = r.linears;
