@@ -29,7 +29,36 @@ struct SmoothOptions {
   double alpha_min = 0.0, alpha_max = 1.0, alpha_step = 0.1;
   bool linears = false;  // targets = linears: every linear input, not only norm outputs
   int64_t max_rows = 2048;
+  std::vector<std::pair<std::string, double>> layer_alpha;  // glob -> alpha, later entries win
 };
+
+// "GLOB=ALPHA[,GLOB=ALPHA...]" -> pairs; `why` says what is wrong ("" when nothing).
+std::vector<std::pair<std::string, double>> parseLayerAlpha(const std::string& text, std::string* why) {
+  std::vector<std::pair<std::string, double>> out;
+  size_t start = 0;
+  while (start <= text.size() && !text.empty()) {
+    const size_t comma = std::min(text.find(',', start), text.size());
+    const std::string item = text.substr(start, comma - start);
+    const size_t eq = item.rfind('=');
+    double alpha = -1;
+    if (eq != std::string::npos && eq > 0) {
+      try {
+        size_t used = 0;
+        alpha = std::stod(item.substr(eq + 1), &used);
+        if (used != item.size() - eq - 1) alpha = -1;
+      } catch (const std::exception&) {
+        alpha = -1;
+      }
+    }
+    if (!(alpha >= 0.0 && alpha <= 1.0)) {
+      *why = "'" + item + "' is not GLOB=ALPHA with ALPHA in [0, 1] (e.g. \"*/n2/*=0.8,/head/*=0.5\")";
+      return {};
+    }
+    out.emplace_back(item.substr(0, eq), alpha);
+    start = comma + 1;
+  }
+  return out;
+}
 
 // One tensor to smooth and everything needed to do it.
 struct Site {
@@ -212,6 +241,12 @@ class SmoothQuantPass final : public pipeline::Pass {
       return smooth::maxOverMean(a);
     };
     Decision d;
+    if (const std::optional<double> given = layerAlpha(site)) {
+      d.s = smooth::smoothingScales(site.stats.absmax, wmax, *given);
+      d.note = fmt::format("alpha {:.2f} (layer_alpha), activation max/mean {:.1f} -> {:.1f}", *given, ratio_before,
+                           ratioAfter(d.s));
+      return d;
+    }
     if (!opts_.auto_alpha) {
       d.s = smooth::smoothingScales(site.stats.absmax, wmax, opts_.alpha);
       d.note = fmt::format("alpha {:.2f} (fixed), activation max/mean {:.1f} -> {:.1f}", opts_.alpha, ratio_before,
@@ -260,6 +295,18 @@ class SmoothQuantPass final : public pipeline::Pass {
   }
 
   static bool perToken(const pipeline::ActivationSettings&) { return false; }
+
+  // The layer_alpha entry for a site: the last glob matching the norm's name or a reader's node or weight name.
+  std::optional<double> layerAlpha(const Site& site) const {
+    std::optional<double> found;
+    for (const auto& [glob, alpha] : opts_.layer_alpha) {
+      bool hit = site.norm && pipeline::globMatch(glob, site.norm->name());
+      for (const ir::LinearMatch& l : site.linears)
+        hit = hit || pipeline::globMatch(glob, l.node->name) || pipeline::globMatch(glob, l.weight->name());
+      if (hit) found = alpha;
+    }
+    return found;
+  }
 
   // Divides the tensor by s (folded into its producer, or a Mul) and multiplies its readers' weight rows by s.
   std::string apply(ir::Graph& g, Site& site, const std::vector<double>& s, pipeline::QuantPlan& plan) const {
@@ -324,6 +371,14 @@ pipeline::PassInfo smoothQuantPassInfo() {
       OptionSpec::choice("targets", "norms", {"norms", "linears"},
                          "which tensors: norm outputs (q/k/v, fc1, gate/up inputs), or every linear layer's input"),
       OptionSpec::integer("max_rows", 2048, 16, 1 << 20, "calibration rows per tensor kept for the auto_alpha search"),
+      OptionSpec::text(
+          "layer_alpha", "",
+          [](const std::string& t) {
+            std::string why;
+            parseLayerAlpha(t, &why);
+            return why;
+          },
+          "per-tensor alpha, \"GLOB=ALPHA,...\" over the norm's or a reader's node or weight name; beats auto_alpha"),
   };
   info.traits.needs_calibration = true;
   info.traits.needs_float_weights = true;
@@ -336,6 +391,8 @@ pipeline::PassInfo smoothQuantPassInfo() {
     o.alpha_step = v.real("alpha_step");
     o.linears = v.text("targets") == "linears";
     o.max_rows = v.integer("max_rows");
+    std::string why;
+    o.layer_alpha = parseLayerAlpha(v.text("layer_alpha"), &why);
     if (o.alpha_min > o.alpha_max)
       throwUsage("passes.smooth-quant: alpha_min " + std::to_string(o.alpha_min) + " is larger than alpha_max " +
                  std::to_string(o.alpha_max));

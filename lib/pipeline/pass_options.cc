@@ -54,6 +54,17 @@ OptionSpec OptionSpec::choice(std::string name, std::string dflt, std::vector<st
   return s;
 }
 
+OptionSpec OptionSpec::text(std::string name, std::string dflt, std::function<std::string(const std::string&)> check,
+                            std::string help) {
+  OptionSpec s;
+  s.name = std::move(name);
+  s.type = Type::kString;
+  s.default_value = std::move(dflt);
+  s.check_text = std::move(check);
+  s.help = std::move(help);
+  return s;
+}
+
 namespace {
 std::string number(double v) {
   std::ostringstream o;
@@ -151,6 +162,8 @@ OptionValues parseOptions(const std::vector<OptionSpec>& specs, const json& opti
         break;
       case OptionSpec::Type::kString:
         if (!v.is_string()) wrong();
+        if (spec->check_text)
+          if (const std::string why = spec->check_text(v.get<std::string>()); !why.empty()) throwUsage(key + ": " + why);
         out.values_[spec->name] = v.get<std::string>();
         break;
       case OptionSpec::Type::kChoice: {

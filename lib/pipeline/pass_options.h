@@ -5,6 +5,7 @@
 // Errors name the file and the key path: "w4a8.json: passes.gptq.damp: must be in (0, 1], got 2".
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -27,12 +28,16 @@ struct OptionSpec {
   std::optional<double> lo, hi;
   bool lo_open = false, hi_open = false;
   std::vector<std::string> choices;  // kChoice
+  // kString: returns why a value is malformed ("" when it is fine), checked when the config loads.
+  std::function<std::string(const std::string&)> check_text;
 
   static OptionSpec integer(std::string name, int64_t dflt, int64_t lo, int64_t hi, std::string help);
   // A float in a range; `lo_open` / `hi_open` exclude the ends.
   static OptionSpec real(std::string name, double dflt, double lo, double hi, bool lo_open, bool hi_open, std::string help);
   static OptionSpec flag(std::string name, bool dflt, std::string help);
   static OptionSpec choice(std::string name, std::string dflt, std::vector<std::string> choices, std::string help);
+  static OptionSpec text(std::string name, std::string dflt, std::function<std::string(const std::string&)> check,
+                         std::string help);
 
   std::string typeName() const;     // "int", "float", "bool", "string", "one of a|b"
   std::string rangeText() const;    // "(0, 1]", "1..1000", "" when unbounded

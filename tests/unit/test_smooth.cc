@@ -11,8 +11,11 @@
 
 #include "formats/onnx/onnx_io.h"
 #include "lib/calib/npy.h"
+#include "lib/driver/eval_metrics.h"
 #include "lib/ir/patterns.h"
 #include "lib/runtime/session.h"
+#include "lib/util/error.h"
+#include "passes/linear_rewrite.h"
 #include "passes/smooth_search.h"
 #include "support/ort.h"
 #include "support/pipeline.h"
@@ -328,4 +331,103 @@ TEST_CASE("w8a8-smooth writes byte-identical files at 1 and 2 threads", "[smooth
   }
   CHECK(bytes[0].size() > 1000000);
   CHECK(bytes[0] == bytes[1]);
+}
+
+TEST_CASE("smooth-quant layer_alpha: per-tensor alpha by glob, malformed values rejected when the config loads",
+          "[smooth][config]") {
+  try {
+    test::parseConfig(R"({"pipeline": ["smooth-quant"], "passes": {"smooth-quant": {"layer_alpha": "*/q/*=1.5"}}})");
+    FAIL("expected an error");
+  } catch (const ptq::Error& e) {
+    CHECK_THAT(e.what(), Catch::Contains("passes.smooth-quant.layer_alpha") && Catch::Contains("'*/q/*=1.5'"));
+  }
+  const std::string dir = test::tempDir("smooth_layer_alpha");
+  ir::Model m = onnx_io::parseModelText(R"(
+<ir_version: 8, opset_import: ["" : 17]>
+g (float[N, 2] x) => (float[N, 2] y)
+<float[2] gamma = {1, 1}, float[2] beta = {0, 0}, float[2, 2] w = {1, 2, 3, 4}>
+{ n = LayerNormalization <axis = -1> (x, gamma, beta)
+  y = MatMul(n, w) }
+)");
+  m.graph->nodes().back()->name = "proj";
+  calib::writeNpy(dir + "/x.npy", ir::Tensor::fromFloats({3, 2}, {1, -2, 3, 0.5f, -1, 4}));
+  calib::CalibrationSpec spec;
+  spec.named_files = {{"x", dir + "/x.npy"}};
+  calib::CalibrationSet set = calib::CalibrationSet::load(spec, *m.graph);
+  driver::PipelineRun run = driver::runPipeline(
+      m, test::parseConfig(R"({"pipeline": ["smooth-quant"], "passes": {"smooth-quant": {"auto_alpha": true, "layer_alpha": "pro*=0.25"}}})"),
+      &set, 0, true);
+  REQUIRE(run.report.layers.size() == 1);
+  REQUIRE(run.report.layers[0].history.size() == 1);
+  CHECK_THAT(run.report.layers[0].history[0], Catch::StartsWith("smooth-quant: alpha 0.25 (layer_alpha)"));
+}
+
+namespace {
+
+// A copy of the model with LLM-like activation outliers and the same function: for every norm,
+// gamma and beta x40 on three channels and the same input rows of every reader /40.
+void plantOutliers(ir::Model& m, pipeline::QuantPlan& plan) {
+  for (const ir::NormMatch& n : ir::matchNorms(*m.graph)) {
+    std::vector<double> up(static_cast<size_t>(n.channels), 1.0), down(static_cast<size_t>(n.channels), 1.0);
+    for (int64_t c : {int64_t{7}, n.channels / 3, n.channels - 5}) {
+      up[static_cast<size_t>(c)] = 40.0;
+      down[static_cast<size_t>(c)] = 1.0 / 40.0;
+    }
+    ir::LinearReaders r = ir::linearReaders(n.output);
+    REQUIRE(r.ok());
+    passes::scaleChannelVector(n.gamma_node, n.gamma_input, up, plan, "test");
+    if (n.beta_node) passes::scaleChannelVector(n.beta_node, n.beta_input, up, plan, "test");
+    for (ir::LinearMatch& l : r.linears) passes::scaleInputRows(l, down, plan, "test");
+  }
+}
+
+double meanNll(const ir::Model& m, const ir::Tensor& ids) {
+  runtime::Session s(m);
+  const ir::Tensor out = s.run({{"input_ids", ids}}).at("logits");
+  const int64_t b = ids.shape()[0], t = ids.shape()[1], v = out.shape()[2];
+  const int64_t* tok = ids.data<int64_t>();
+  double sum = 0;
+  for (int64_t i = 0; i < b; ++i)
+    for (int64_t j = 0; j + 1 < t; ++j)
+      sum += driver::eval::nextTokenNll(out.data<float>() + (i * t + j) * v, v, tok[i * t + j + 1]);
+  return sum / static_cast<double>(b * (t - 1));
+}
+
+}  // namespace
+
+TEST_CASE("w8a8-smooth recovers W8A8 accuracy on a planted-outlier copy of the GPT-style zoo model", "[smooth][zoo]") {
+  PTQ_REQUIRE_ZOO();
+  const std::vector<char> raw = readBytes(test::zooFile("gpt-fortunes.val.i64"), 8 * 128 * 8);
+  const ir::Tensor ids = ir::Tensor::fromBytes(ir::DType::kInt64, {8, 128}, raw.data(), raw.size());
+  auto load = [&] {
+    ir::Model m = onnx_io::loadModel(test::zooFile("gpt-fortunes.onnx"));
+    pipeline::QuantPlan scratch;
+    plantOutliers(m, scratch);
+    return m;
+  };
+  const ir::Model planted = load();
+  const double fp32 = meanNll(onnx_io::loadModel(test::zooFile("gpt-fortunes.onnx")), ids);
+  CHECK(meanNll(planted, ids) == Approx(fp32).epsilon(1e-5));  // same function
+  double nll[2];
+  const char* presets[2] = {"w8a8", "w8a8-smooth"};
+  for (int k = 0; k < 2; ++k) {
+    ir::Model m = load();
+    const pipeline::QuantConfig config =
+        pipeline::loadConfig(std::string(PTQ_SOURCE_DIR) + "/configs/" + presets[k] + ".json", passes::builtinPasses());
+    calib::CalibrationSpec spec;
+    spec.tokens = test::zooFile("gpt-fortunes.calib.i64");
+    spec.tokens_shape = {64, 128};
+    spec.samples = 16;
+    calib::CalibrationSet set = calib::CalibrationSet::load(spec, *m.graph);
+    driver::PipelineRun run = driver::runPipeline(m, config, &set);
+    driver::legalizeRun(m, {}, run);
+    nll[k] = meanNll(m, ids);
+  }
+  const double naive = std::exp(nll[0] - fp32) - 1, smooth = std::exp(nll[1] - fp32) - 1;
+  WARN("planted-outlier gpt, perplexity change vs fp32 on 8 windows: w8a8 " << 100 * naive << "%, w8a8-smooth "
+                                                                             << 100 * smooth << "%");
+  // Measured: w8a8 about +2.6%, w8a8-smooth about +0.03% (40 windows, scripts/bench-smooth.sh for the full figures).
+  CHECK(naive > 0.01);
+  CHECK(smooth < 0.005);
+  CHECK(smooth < naive / 4);
 }
