@@ -372,6 +372,140 @@ std::optional<EmbeddingMatch> matchEmbedding(Node* n) {
   return EmbeddingMatch{n, table, n->output(0)};
 }
 
+namespace {
+
+// The int64 values of a constant, or of a Concat of constants for its last `tail` entries.
+std::vector<int64_t> trailingConstInts(const Value* v, size_t tail) {
+  if (!v) return {};
+  if (v->isConstant()) {
+    std::vector<int64_t> all = v->initializer.toInt64s();
+    if (all.size() < tail) return {};
+    return std::vector<int64_t>(all.end() - static_cast<std::ptrdiff_t>(tail), all.end());
+  }
+  const Node* cat = v->producer();
+  if (!isOp(cat, "Concat") || cat->numInputs() < tail) return {};
+  std::vector<int64_t> out;
+  for (size_t i = cat->numInputs() - tail; i < cat->numInputs(); ++i) {
+    const Value* in = cat->input(i);
+    if (!in || !in->isConstant() || in->initializer.numel() != 1) return {};
+    out.push_back(in->initializer.toInt64s()[0]);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::optional<OutputSplit> matchOutputSplit(const LinearMatch& l) {
+  const std::vector<Value::Use> uses = dataUses(l.output);
+  if (uses.empty()) return std::nullopt;
+  OutputSplit s;
+  const Node* first = uses[0].node;
+  if (uses.size() == 1 && isOp(first, "Split") && first->attrInt("axis", 0) == -1) {
+    std::vector<int64_t> sizes = first->attrInts("split");
+    if (sizes.empty() && first->numInputs() > 1 && first->input(1) && first->input(1)->isConstant())
+      sizes = first->input(1)->initializer.toInt64s();
+    if (sizes.empty() && first->numOutputs() > 0 && l.out_features % static_cast<int64_t>(first->numOutputs()) == 0)
+      sizes.assign(first->numOutputs(), l.out_features / static_cast<int64_t>(first->numOutputs()));
+    int64_t at = 0;
+    for (int64_t n : sizes) {
+      s.columns.emplace_back(at, at + n);
+      at += n;
+    }
+    if (at != l.out_features) return std::nullopt;
+    s.form = "Split";
+    return s;
+  }
+  if (uses.size() == 1 && isOp(first, "Reshape")) {
+    const std::vector<int64_t> dims = trailingConstInts(first->input(1), 3);
+    if (dims.size() == 3 && dims[0] >= 2 && dims[1] > 0 && dims[2] > 0 && dims[0] * dims[1] * dims[2] == l.out_features) {
+      for (int64_t p = 0; p < dims[0]; ++p) s.columns.emplace_back(p * dims[1] * dims[2], (p + 1) * dims[1] * dims[2]);
+      s.form = "Reshape";
+      return s;
+    }
+    return std::nullopt;
+  }
+  for (const Value::Use& u : uses) {
+    const Node* n = u.node;
+    if (!isOp(n, "Slice") || u.index != 0 || n->numInputs() < 4) return std::nullopt;
+    const Value *starts = n->input(1), *ends = n->input(2), *axes = n->input(3);
+    if (!starts || !ends || !axes || !starts->isConstant() || !ends->isConstant() || !axes->isConstant()) return std::nullopt;
+    const auto a = axes->initializer.toInt64s(), b = starts->initializer.toInt64s(), e = ends->initializer.toInt64s();
+    if (a.size() != 1 || a[0] != -1 || b.size() != 1 || e.size() != 1) return std::nullopt;
+    if (n->numInputs() > 4 && n->input(4) && (!n->input(4)->isConstant() || n->input(4)->initializer.toInt64s() != std::vector<int64_t>{1}))
+      return std::nullopt;
+    s.columns.emplace_back(b[0], std::min(e[0], l.out_features));
+  }
+  std::sort(s.columns.begin(), s.columns.end());
+  s.form = "Slice";
+  return s;
+}
+
+std::optional<AttentionMatch> matchAttention(Node* softmax) {
+  if (!isOp(softmax, "Softmax") || softmax->attrInt("axis", -1) != -1) return std::nullopt;
+  AttentionMatch a;
+  a.softmax = softmax;
+  Node* ctx = soleReader(softmax->output(0));
+  if (!isOp(ctx, "MatMul") || ctx->input(0) != softmax->output(0)) return std::nullopt;
+  a.context = ctx;
+  a.v = ctx->input(1);
+  Node* p = softmax->input(0) ? softmax->input(0)->producer() : nullptr;
+  if (isOp(p, "Where") && p->numInputs() == 3) {
+    a.mask = p;
+    Value* data = p->input(1) && p->input(1)->isConstant() ? p->input(2) : p->input(1);
+    p = data ? data->producer() : nullptr;
+  } else if (isOp(p, "Add") && p->numInputs() == 2) {
+    Node* left = p->input(0) ? p->input(0)->producer() : nullptr;
+    Node* right = p->input(1) ? p->input(1)->producer() : nullptr;
+    auto scoreSide = [](const Node* n) { return isOp(n, "MatMul") || isOp(n, "Div") || isOp(n, "Mul"); };
+    a.mask = p;
+    p = scoreSide(left) ? left : scoreSide(right) ? right : nullptr;
+  }
+  if ((isOp(p, "Div") || isOp(p, "Mul")) && p->numInputs() == 2 && isScalar(p->input(1), NAN)) {
+    a.scale = p;
+    p = p->input(0) ? p->input(0)->producer() : nullptr;
+  }
+  if (!isOp(p, "MatMul") || !p->input(0) || !p->input(1) || p->input(0)->isConstant() || p->input(1)->isConstant())
+    return std::nullopt;
+  a.scores = p;
+  a.q = p->input(0);
+  a.k = p->input(1);
+  return a;
+}
+
+bool isPatchEmbedding(const Node& n) {
+  if (!n.domain().empty() || n.opType() != "Conv" || !n.input(1) || !n.input(1)->isConstant()) return false;
+  if (n.attrInt("group", 1) != 1) return false;
+  const auto& w = n.input(1)->initializer.shape();
+  std::vector<int64_t> kernel = n.attrInts("kernel_shape");
+  if (kernel.empty()) kernel.assign(w.begin() + 2, w.end());
+  const std::vector<int64_t> strides = n.attrInts("strides");
+  for (int64_t p : n.attrInts("pads"))
+    if (p != 0) return false;
+  return !kernel.empty() && strides == kernel && (kernel.size() < 2 || kernel[0] > 1 || kernel[1] > 1);
+}
+
+bool isClassTokenConcat(const Node& n) {
+  if (!n.domain().empty() || n.opType() != "Concat" || n.numInputs() != 2 || n.attrInt("axis", 0) != 1) return false;
+  const Value* token = n.input(0);
+  if (!token) return false;
+  if (token->isConstant()) return true;
+  const Node* e = token->producer();
+  return isOp(e, "Expand") && e->input(0) && e->input(0)->isConstant();
+}
+
+std::optional<HeadMatch> matchHead(Graph& g) {
+  const std::vector<Node*> nodes = g.nodes();
+  for (auto it = nodes.rbegin(); it != nodes.rend(); ++it) {
+    std::optional<LinearMatch> l = matchLinear(*it);
+    if (!l || !g.isGraphOutput(l->output)) continue;
+    HeadMatch h{*l, nullptr};
+    for (const Value::Use& u : l->weight->uses())
+      if (u.node != l->node && matchEmbedding(u.node)) h.tied = u.node;
+    return h;
+  }
+  return std::nullopt;
+}
+
 bool isResidualAdd(const Node& n) {
   if (!n.domain().empty() || n.opType() != "Add" || n.numInputs() != 2) return false;
   const Value* a = n.input(0);

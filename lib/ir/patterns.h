@@ -92,6 +92,42 @@ struct EmbeddingMatch {
 };
 std::optional<EmbeddingMatch> matchEmbedding(Node* n);
 
+// How a fused projection's output (q/k/v in one MatMul) is cut into column blocks: a Split or Slices
+// on the last axis, or (ViT style) a Reshape whose last dims are [parts, heads, head_dim].
+struct OutputSplit {
+  std::string form;                                  // "Split", "Slice", "Reshape"
+  std::vector<std::pair<int64_t, int64_t>> columns;  // [begin, end) of each block, in order
+};
+std::optional<OutputSplit> matchOutputSplit(const LinearMatch& l);
+
+// Scaled dot-product attention around a Softmax: MatMul(q, kᵀ) → optional Div/Mul by a constant →
+// optional mask (Where, Add) → Softmax(last axis) → MatMul(probs, v).
+struct AttentionMatch {
+  Node* scores = nullptr;   // MatMul(q, kᵀ)
+  Node* scale = nullptr;    // the Div / Mul by a constant, or null
+  Node* mask = nullptr;     // the Where / Add, or null
+  Node* softmax = nullptr;
+  Node* context = nullptr;  // MatMul(probs, v)
+  Value* q = nullptr;
+  Value* k = nullptr;       // as the scores MatMul reads it (already transposed)
+  Value* v = nullptr;
+};
+std::optional<AttentionMatch> matchAttention(Node* softmax);
+
+// A ViT patch embedding: Conv with a constant weight whose strides equal its kernel and no padding.
+bool isPatchEmbedding(const Node& n);
+// The class-token Concat: Concat along axis 1 of a (broadcast) constant token and the patch tokens.
+bool isClassTokenConcat(const Node& n);
+
+// The LM head / classifier: the last linear layer (graph order) whose output is a graph output,
+// reached from it through at most channel-preserving ops. `tied` is the embedding Gather reading the
+// same weight (tied input/output embeddings), if any.
+struct HeadMatch {
+  LinearMatch linear;
+  Node* tied = nullptr;
+};
+std::optional<HeadMatch> matchHead(Graph& g);
+
 // A residual add: Add(a, b) of two computed float tensors of the same shape (neither a constant),
 // e.g. x + attn(norm(x)).
 bool isResidualAdd(const Node& n);

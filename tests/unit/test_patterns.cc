@@ -90,6 +90,104 @@ TEST_CASE("matchers find the zoo models' norms and the linears reading them", "[
     }
     CHECK(embeddings == 0);  // the ViT has a patch Conv, no token table
     CHECK(residuals == 8);   // two per block
+    // Fused qkv cut by Reshape to [.., 3, heads, head_dim]; attention with a Div scale and no mask.
+    const std::optional<ir::OutputSplit> split = ir::matchOutputSplit(qkv.linears[0]);
+    REQUIRE(split);
+    CHECK(split->form == "Reshape");
+    CHECK(split->columns == std::vector<std::pair<int64_t, int64_t>>{{0, 128}, {128, 256}, {256, 384}});
+    int attention = 0, patch = 0, cls = 0;
+    for (ir::Node* n : m.graph->nodes()) {
+      if (const auto a = ir::matchAttention(n)) {
+        ++attention;
+        CHECK(a->scale);
+        CHECK(a->scale->opType() == "Div");
+        CHECK_FALSE(a->mask);
+      }
+      patch += ir::isPatchEmbedding(*n);
+      cls += ir::isClassTokenConcat(*n);
+    }
+    CHECK(attention == 4);
+    CHECK(patch == 1);
+    CHECK(cls == 1);
+    const auto h = ir::matchHead(*m.graph);
+    REQUIRE(h);
+    CHECK(h->linear.node->name == "/head/Gemm");
+    CHECK_FALSE(h->tied);
+  }
+  SECTION("gpt: causal attention (Mul scale, Where mask), untied LM head, embeddings") {
+    ir::Model m = onnx_io::loadModel(test::zooFile("gpt-fortunes.onnx"));
+    int attention = 0, embeddings = 0;
+    for (ir::Node* n : m.graph->nodes()) {
+      if (const auto a = ir::matchAttention(n)) {
+        ++attention;
+        CHECK(a->scale);
+        REQUIRE(a->mask);
+        CHECK(a->mask->opType() == "Where");
+      }
+      embeddings += ir::matchEmbedding(n).has_value();
+    }
+    CHECK(attention == 4);
+    CHECK(embeddings == 2);  // token and position tables
+    const auto h = ir::matchHead(*m.graph);
+    REQUIRE(h);
+    CHECK(h->linear.node->name == "/head/MatMul");
+    CHECK_FALSE(h->tied);
+  }
+}
+
+TEST_CASE("matchers: fused projections cut by Split or Slice, a tied LM head", "[patterns]") {
+  SECTION("Split on the last axis") {
+    ir::Model m = onnx_io::parseModelText(R"(
+<ir_version: 8, opset_import: ["" : 17]>
+g (float[N, 2] x) => (float[N, 1] a, float[N, 2] b)
+<float[2, 3] w = {1, 2, 3, 4, 5, 6}, int64[2] sizes = {1, 2}>
+{ h = MatMul(x, w)
+  a, b = Split <axis = -1> (h, sizes) }
+)");
+    const auto l = ir::matchLinear(m.graph->nodes().front());
+    REQUIRE(l);
+    const auto s = ir::matchOutputSplit(*l);
+    REQUIRE(s);
+    CHECK(s->form == "Split");
+    CHECK(s->columns == std::vector<std::pair<int64_t, int64_t>>{{0, 1}, {1, 3}});
+  }
+  SECTION("Slices on the last axis, and a Slice on another axis that is not a split") {
+    const std::string text = R"(
+<ir_version: 8, opset_import: ["" : 17]>
+g (float[N, 2] x) => (float[N, 2] a, float[N, 2] b)
+<float[2, 4] w = {1, 2, 3, 4, 5, 6, 7, 8}, int64[1] s0 = {0}, int64[1] s2 = {2}, int64[1] s4 = {4},
+ int64[1] ax = {AXIS}>
+{ h = MatMul(x, w)
+  b = Slice(h, s2, s4, ax)
+  a = Slice(h, s0, s2, ax) }
+)";
+    auto withAxis = [&](const std::string& axis) {
+      std::string t = text;
+      t.replace(t.find("AXIS"), 4, axis);
+      return onnx_io::parseModelText(t);
+    };
+    ir::Model m = withAxis("-1");
+    const auto s = ir::matchOutputSplit(*ir::matchLinear(m.graph->nodes().front()));
+    REQUIRE(s);
+    CHECK(s->form == "Slice");
+    CHECK(s->columns == std::vector<std::pair<int64_t, int64_t>>{{0, 2}, {2, 4}});
+    ir::Model other = withAxis("0");
+    CHECK_FALSE(ir::matchOutputSplit(*ir::matchLinear(other.graph->nodes().front())));
+  }
+  SECTION("a Gemm(transB) head reading the embedding table is tied to it") {
+    ir::Model m = onnx_io::parseModelText(R"(
+<ir_version: 8, opset_import: ["" : 17]>
+g (int64[N] ids) => (float[N, 3] logits)
+<float[3, 2] table = {1, 2, 3, 4, 5, 6}>
+{ e = Gather(table, ids)
+  logits = Gemm <transB = 1> (e, table) }
+)");
+    const auto h = ir::matchHead(*m.graph);
+    REQUIRE(h);
+    REQUIRE(h->tied);
+    CHECK(h->tied->opType() == "Gather");
+    CHECK(h->linear.weight_transposed);
+    CHECK(h->linear.out_features == 3);
   }
 }
 
