@@ -31,7 +31,7 @@ class FoldNormsPass final : public pipeline::Pass {
 
   pipeline::PassResult run(ir::Model& model, pipeline::PassContext& ctx) override {
     ir::Graph& g = *model.graph;
-    int64_t folded = 0, identity = 0, left = 0, linears = 0, biases_created = 0;
+    int64_t folded = 0, identity = 0, left = 0, linears = 0, biases_created = 0, untied = 0;
     for (const ir::NormMatch& m : ir::matchNorms(g)) {
       const std::vector<double> gamma = channelValues(m.gamma());
       const std::vector<double> beta = channelValues(m.beta());
@@ -53,6 +53,8 @@ class FoldNormsPass final : public pipeline::Pass {
         continue;
       }
       for (ir::LinearMatch& l : r.linears) {
+        if (l.weight_view) ++untied;
+        materializeWeight(l, ctx.plan, ctx.config, kPass);  // a tied head gets its own Eᵀ
         if (!beta.empty()) {  // delta = alpha · β · W, from the weight before it is scaled
           std::vector<double> delta(static_cast<size_t>(l.out_features), 0.0);
           const float* w = l.weight->initializer.data<float>();
@@ -81,6 +83,7 @@ class FoldNormsPass final : public pipeline::Pass {
     result.counters["norms_left_unchanged"] = left;
     result.counters["linears_rewritten"] = linears;
     result.counters["biases_created"] = biases_created;
+    result.counters["tied_weights_untied"] = untied;
     return result;
   }
 };

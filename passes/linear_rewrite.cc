@@ -17,7 +17,31 @@ ir::Value* ownConstant(ir::Node* n, int slot, pipeline::QuantPlan& plan, const s
   return mine;
 }
 
+void materializeWeight(ir::LinearMatch& l, pipeline::QuantPlan& plan, const pipeline::QuantConfig& config,
+                       const std::string& pass) {
+  if (!l.weight_view) return;
+  const ir::Tensor& e = l.weight->initializer;  // [out, in]
+  ir::Tensor w(ir::DType::kFloat32, {l.in_features, l.out_features});
+  float* dst = w.mutableData<float>();
+  const float* src = e.data<float>();
+  for (int64_t i = 0; i < l.in_features; ++i)
+    for (int64_t o = 0; o < l.out_features; ++o) dst[i * l.out_features + o] = src[o * l.in_features + i];
+  ir::Graph& g = *l.node->graph();
+  ir::Value* mine = g.addInitializer(g.uniqueName(l.weight->name() + "_transposed"), std::move(w));
+  l.node->setInput(1, mine);
+  if (l.weight_view->output(0)->uses().empty() && !g.isGraphOutput(l.weight_view->output(0))) {
+    ir::Value* out = l.weight_view->output(0);
+    g.eraseNode(l.weight_view);
+    g.eraseValue(out);
+  }
+  l.weight = mine;
+  l.weight_view = nullptr;
+  l.weight_transposed = false;
+  plan.adopt(l.node, config, pass);
+}
+
 void scaleInputRows(ir::LinearMatch& l, const std::vector<double>& s, pipeline::QuantPlan& plan, const std::string& pass) {
+  if (l.weight_view) throwInternal(pass + ": " + l.node->describe() + " reads its weight through a Transpose: materialize it first");
   l.weight = ownConstant(l.node, 1, plan, pass);
   float* w = l.weight->initializer.mutableData<float>();
   for (int64_t i = 0; i < l.in_features; ++i)
@@ -29,6 +53,7 @@ void scaleInputRows(ir::LinearMatch& l, const std::vector<double>& s, pipeline::
 
 void scaleOutputColumns(ir::LinearMatch& l, const std::vector<double>& s, pipeline::QuantPlan& plan,
                         const std::string& pass) {
+  if (l.weight_view) throwInternal(pass + ": " + l.node->describe() + " reads its weight through a Transpose: materialize it first");
   l.weight = ownConstant(l.node, 1, plan, pass);
   float* w = l.weight->initializer.mutableData<float>();
   for (int64_t i = 0; i < l.in_features; ++i)

@@ -16,6 +16,11 @@ namespace ptq::passes {
 // node, a subgraph by name, a graph output), `n` gets a copy ("<name>_<pass>") and the plan follows.
 ir::Value* ownConstant(ir::Node* n, int slot, pipeline::QuantPlan& plan, const std::string& pass);
 
+// A tied head reading its weight through Transpose(E) gets Eᵀ as a constant of its own (E and its
+// other readers unchanged) and becomes a plan layer; no-op for other linears. Call before scaling.
+void materializeWeight(ir::LinearMatch& l, pipeline::QuantPlan& plan, const pipeline::QuantConfig& config,
+                       const std::string& pass);
+
 // W[i][:] *= s[i] for every input channel i (s has in_features entries).
 void scaleInputRows(ir::LinearMatch& l, const std::vector<double>& s, pipeline::QuantPlan& plan, const std::string& pass);
 // W[:][o] *= s[o] and bias[o] *= s[o] for every output channel o.

@@ -1,5 +1,6 @@
 #include "passes/smooth_quant.h"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <optional>
@@ -28,7 +29,8 @@ struct SmoothOptions {
   bool auto_alpha = false;
   double alpha_min = 0.0, alpha_max = 1.0, alpha_step = 0.1;
   bool linears = false;  // targets = linears: every linear input, not only norm outputs
-  int64_t max_rows = 2048;
+  int64_t max_rows = 1024;
+  int64_t max_columns = 512;
   std::vector<std::pair<std::string, double>> layer_alpha;  // glob -> alpha, later entries win
 };
 
@@ -146,6 +148,8 @@ class SmoothQuantPass final : public pipeline::Pass {
       for (const ir::LinearMatch& l : r.linears)
         if (why.empty() && l.in_features != r.linears.front().in_features)
           why = "its readers disagree on the number of input features";
+      if (why.empty())  // a tied head reading Transpose(E) gets its own weight (and plan record) first
+        for (ir::LinearMatch& l : r.linears) materializeWeight(l, ctx.plan, ctx.config, kPass);
       if (why.empty() && !anyQuantized(ctx.plan, r.linears)) why = "none of its readers is quantized";
       if (!why.empty()) {
         if (report) ctx.warnings.push_back(std::string(kPass) + ": output of " + (norm ? "norm '" + norm->name() + "'" : "'" + x->name() + "'") +
@@ -222,17 +226,25 @@ class SmoothQuantPass final : public pipeline::Pass {
   Decision decide(Site& site, pipeline::PassContext& ctx) const {
     const int64_t c = site.channels;
     std::vector<smooth::LinearTerm> terms;
+    std::vector<float> wmax(static_cast<size_t>(c), 0.0f);  // over every output column of every reader
     for (const ir::LinearMatch& l : site.linears) {
-      smooth::LinearTerm t;
-      t.out = l.out_features;
-      t.w.resize(static_cast<size_t>(c * t.out));
       const float* w = l.weight->initializer.data<float>();
       for (int64_t i = 0; i < c; ++i)
-        for (int64_t o = 0; o < t.out; ++o) t.w[static_cast<size_t>(i * t.out + o)] = w[l.index(i, o)];
+        for (int64_t o = 0; o < l.out_features; ++o)
+          wmax[static_cast<size_t>(i)] = std::max(wmax[static_cast<size_t>(i)], std::fabs(w[l.index(i, o)]));
+      // The search's error is estimated on evenly spaced output columns (at most max_columns of
+      // them): columns are quantized independently, so this is a sample of the same sum, and it
+      // keeps a 50k-wide LM head from dominating the pass.
+      smooth::LinearTerm t;
+      t.out = std::min(l.out_features, opts_.max_columns);
+      t.w.resize(static_cast<size_t>(c * t.out));
+      for (int64_t k = 0; k < t.out; ++k) {
+        const int64_t o = k * l.out_features / t.out;
+        for (int64_t i = 0; i < c; ++i) t.w[static_cast<size_t>(i * t.out + k)] = w[l.index(i, o)];
+      }
       if (const pipeline::LayerPlan* p = ctx.plan.findByWeight(l.weight); p && !p->skip) t.settings = &p->weights;
       terms.push_back(std::move(t));
     }
-    const std::vector<float> wmax = smooth::weightAbsMax(terms, c);
     std::vector<double> act(site.stats.absmax.begin(), site.stats.absmax.end());
     const double ratio_before = smooth::maxOverMean(act);
     auto ratioAfter = [&](const std::vector<double>& s) {
@@ -370,7 +382,9 @@ pipeline::PassInfo smoothQuantPassInfo() {
       OptionSpec::real("alpha_step", 0.1, 0.0, 1.0, true, false, "step of the auto_alpha grid"),
       OptionSpec::choice("targets", "norms", {"norms", "linears"},
                          "which tensors: norm outputs (q/k/v, fc1, gate/up inputs), or every linear layer's input"),
-      OptionSpec::integer("max_rows", 2048, 16, 1 << 20, "calibration rows per tensor kept for the auto_alpha search"),
+      OptionSpec::integer("max_rows", 1024, 16, 1 << 20, "calibration rows per tensor kept for the auto_alpha search"),
+      OptionSpec::integer("max_columns", 512, 16, 1 << 20,
+                          "output columns per linear (evenly spaced) on which the auto_alpha search measures the error"),
       OptionSpec::text(
           "layer_alpha", "",
           [](const std::string& t) {
@@ -391,6 +405,7 @@ pipeline::PassInfo smoothQuantPassInfo() {
     o.alpha_step = v.real("alpha_step");
     o.linears = v.text("targets") == "linears";
     o.max_rows = v.integer("max_rows");
+    o.max_columns = v.integer("max_columns");
     std::string why;
     o.layer_alpha = parseLayerAlpha(v.text("layer_alpha"), &why);
     if (o.alpha_min > o.alpha_max)

@@ -213,12 +213,23 @@ std::optional<LinearMatch> matchLinear(Node* n) {
   m.input = n->input(0);
   if (!m.input || m.input->isConstant()) return std::nullopt;
   Value* w = floatConstant(n->input(1));
+  Node* view = nullptr;
+  if (!w && n->opType() == "MatMul" && n->input(1)) {  // MatMul(x, Transpose(E)): a tied head
+    Node* t = n->input(1)->producer();
+    const std::vector<int64_t> perm = t ? t->attrInts("perm") : std::vector<int64_t>{};
+    if (isOp(t, "Transpose") && (perm.empty() || perm == std::vector<int64_t>{1, 0})) {
+      w = floatConstant(t->input(0));
+      view = t;
+    }
+  }
   if (!w || w->initializer.rank() != 2) return std::nullopt;
   m.weight = w;
   const auto& s = w->initializer.shape();
   if (n->opType() == "MatMul") {
-    m.in_features = s[0];
-    m.out_features = s[1];
+    m.weight_view = view;
+    m.weight_transposed = view != nullptr;
+    m.in_features = view ? s[1] : s[0];
+    m.out_features = view ? s[0] : s[1];
     m.output = n->output(0);
     Node* add = soleReader(n->output(0));
     if (isOp(add, "Add")) {

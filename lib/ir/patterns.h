@@ -22,13 +22,16 @@ std::vector<Value::Use> dataUses(const Value* v);
 Value* floatConstant(Value* v);
 
 // A linear layer y = x·W (+ b) with a constant float32 2-D weight:
-//   MatMul(x, W[in, out]) optionally followed by Add(·, b[out]) (the MatMul's only reader), or
+//   MatMul(x, W[in, out]) optionally followed by Add(·, b[out]) (the MatMul's only reader), where W
+//   may also be Transpose(E) of a constant E [out, in] (a tied LM head), or
 //   Gemm(x, W, C) with transA = 0, W [in, out] or [out, in] (transB = 1), C absent or constant 1-D [out].
 struct LinearMatch {
   Node* node = nullptr;            // the MatMul or Gemm
   Value* input = nullptr;          // the activation x
   Value* weight = nullptr;         // the constant W
-  bool weight_transposed = false;  // W is stored [out, in] (Gemm transB = 1)
+  bool weight_transposed = false;  // W is stored [out, in] (Gemm transB = 1, or read through weight_view)
+  Node* weight_view = nullptr;     // MatMul(x, Transpose(E)): the Transpose of a constant E [out, in]
+                                   // (tied input/output embeddings); W = Eᵀ, `weight` = E
   Node* bias_add = nullptr;        // the Add holding the bias after a MatMul, or null
   int bias_input = -1;             // which input of bias_add (or 2 for Gemm's C) is the bias
   Value* bias = nullptr;           // the constant bias [out], or null

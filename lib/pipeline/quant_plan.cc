@@ -72,6 +72,9 @@ class PlanBuilder {
  public:
   PlanBuilder(const QuantConfig& c, std::vector<LayerPlan>& out) : config_(c), out_(out) {}
 
+  // One node of `g` (a layer a rewrite created), recorded like the ones walk() finds.
+  void visitOne(ir::Node* n, ir::Graph& g, const std::string& scope) { visit(n, g, scope); }
+
   // Main graph first (in node order), then each subgraph in the order its node appears.
   void walk(ir::Graph& g, const std::string& scope) {
     for (ir::Node* n : g.nodes()) visit(n, g, scope);
@@ -200,6 +203,12 @@ void QuantPlan::untie(const ir::Value* old_weight, ir::Node* reader, ir::Value* 
   copy.readers = {reader};
   copy.history.push_back(line);
   layers_.push_back(std::move(copy));
+}
+
+void QuantPlan::adopt(ir::Node* n, const QuantConfig& config, const std::string& pass) {
+  const size_t before = layers_.size();
+  PlanBuilder(config, layers_).visitOne(n, *n->graph(), "");
+  if (layers_.size() > before) layers_.back().history.push_back(pass + ": became a layer (its weight was materialized)");
 }
 
 void QuantPlan::replaceNode(const ir::Node* old, ir::Node* now) {

@@ -63,6 +63,9 @@ class QuantPlan {
   // `reader` stopped reading `old_weight` and reads `new_weight`, a copy a rewrite made to change
   // it alone (untying a shared weight): the reader gets a record of its own with the same settings.
   void untie(const ir::Value* old_weight, ir::Node* reader, ir::Value* new_weight, const std::string& pass);
+  // A rewrite gave `n` a constant weight it did not have when the plan was built (a tied head's
+  // Transpose(E) materialized): it becomes a layer with the settings `config` gives it.
+  void adopt(ir::Node* n, const QuantConfig& config, const std::string& pass);
   // A rewrite put `now` in place of node `old` (e.g. MatMul split from a new bias Add).
   void replaceNode(const ir::Node* old, ir::Node* now);
 

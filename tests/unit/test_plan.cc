@@ -70,7 +70,7 @@ TEST_CASE("a pass's decision in the plan is obeyed by rtn and legalize and repor
   plan.skip(*plan.findByWeight(m.graph->findValue("w_small")), "over budget", "bit-allocation");
   std::vector<std::string> warnings;
   pipeline::PassContext ctx{c, plan, warnings};
-  passes::builtinPasses().front().create(c.pipeline.front().options)->run(m, ctx);  // rtn
+  pipeline::findPass(passes::builtinPasses(), "rtn")->create(c.pipeline.front().options)->run(m, ctx);
   REQUIRE(m.graph->findValue("w1")->quant);
   CHECK(m.graph->findValue("w1")->quant->bits == 3);
   CHECK_FALSE(m.graph->findValue("w_small")->quant);

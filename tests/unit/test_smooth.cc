@@ -204,6 +204,32 @@ g (float[N, 3] x) => (float[N, 2] y, float[N, 2] z, float[3, 2] wout)
     CHECK(mm->input(1)->name() != "w");
     CHECK(mm->input(1)->initializer.data<float>()[1] == 4.0f);
   }
+  SECTION("a tied LM head (MatMul through Transpose of the embedding table) gets its own weight first") {
+    ir::Model m = onnx_io::parseModelText(R"(
+<ir_version: 8, opset_import: ["" : 17]>
+g (int64[N] ids) => (float[N, 3] logits)
+<float[3, 2] table = {1, 2, 3, -4, 5, 0.5}, float[2] gamma = {2, 0.5}, float[2] beta = {1, -1}>
+{ e = Gather(table, ids)
+  n = LayerNormalization <axis = -1> (e, gamma, beta)
+  t = Transpose(table)
+  logits = MatMul(n, t) }
+)");
+    const ir::Tensor ids = ir::Tensor::fromInt64s({4}, {0, 2, 1, 2});
+    runtime::Session before(m);
+    const ir::Tensor ref = before.run({{"ids", ids}}).at("logits");
+    driver::PipelineRun run = driver::runPipeline(
+        m, test::parseConfig(R"({"pipeline": ["fold-norms", "rtn"]})"), nullptr, 0, true);
+    CHECK(counter(run, "fold-norms", "tied_weights_untied") == 1);
+    CHECK(counter(run, "fold-norms", "norms_folded") == 1);
+    // The table is untouched (the Gather still reads it) and the head is now a quantized layer of its own.
+    CHECK(m.graph->findValue("table")->initializer.toFloats() == std::vector<float>{1, 2, 3, -4, 5, 0.5f});
+    REQUIRE(run.report.layers.size() == 1);
+    CHECK(run.report.layers[0].weight != "table");
+    CHECK_THAT(run.report.layers[0].action, Catch::StartsWith("quantized"));
+    for (ir::Node* n : m.graph->nodes()) CHECK(n->opType() != "Transpose");
+    runtime::Session after(m);
+    CHECK(maxRelativeError(ref, after.run({{"ids", ids}}).at("logits")) <= 1e-6);
+  }
   SECTION("a norm whose output is also a residual input is left unchanged, with a report entry") {
     const std::string text = R"(
 <ir_version: 8, opset_import: ["" : 17]>
