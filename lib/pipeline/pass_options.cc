@@ -1,6 +1,7 @@
 #include "lib/pipeline/pass_options.h"
 
 #include <cmath>
+#include <iomanip>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -68,7 +69,7 @@ OptionSpec OptionSpec::text(std::string name, std::string dflt, std::function<st
 namespace {
 std::string number(double v) {
   std::ostringstream o;
-  o << v;
+  o << std::setprecision(12) << v;  // integers up to 2^40 exactly, not 1.04858e+06
   return o.str();
 }
 std::string joined(const std::vector<std::string>& v, const char* sep) {
