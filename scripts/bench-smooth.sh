@@ -32,14 +32,15 @@ usage() {
   cat <<EOF
 usage: scripts/bench-smooth.sh [--quick] [options]
 
-  --quick            40 eval windows, 250 test digits, 20 timed runs (default: 200 windows, 1000 digits, 50 runs)
+  --quick            40 eval windows, 250 test digits, 30 timed runs (default: 200 windows, 1000 digits, 100 runs)
   --windows N        eval windows of 128 tokens (overrides the mode)
-  --runs N           timed ONNX Runtime runs per model (median reported; after N/5 warm-up runs)
+  --runs N           timed ONNX Runtime runs per model (median reported; after N/10, at least 3, warm-up runs)
   --opt LEVEL        ONNX Runtime graph optimisation for timing: disable|basic|extended|all (default all)
   --ort-threads N    ONNX Runtime intra-op threads for timing (default 1)
   --eval-threads N   ptq-tool eval threads (default 0 = all cores)
   --models "A B"     subset of: llama-jargon gpt-fortunes vit_digits (default all three)
-  --presets "A B"    presets to try (default "w8a8 w8a8-smooth w8a8-dynamic"; missing configs are skipped)
+  --presets "A B"    presets to try (default "w8a8 w8a8-smooth w8a8-dynamic"; missing configs are skipped);
+                     an entry with a / or ending in .json is a config file, shown under its basename
   --channels K --factor F --seed S   outlier copies: K channels per norm scaled by F (default 3, 40, 0)
   --tool BIN         ptq-tool binary (default \$PTQ_TOOL or build/apps/ptq-tool/ptq-tool)
   --zoo DIR          evaluation zoo (default \$PTQ_ZOO or ../shared/zoo beside the checkout)
@@ -76,9 +77,9 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-if [ "$QUICK" = 1 ]; then MODE=quick; : "${WINDOWS:=40}" "${RUNS:=20}"; DIGITS=250
-else MODE=full; : "${WINDOWS:=200}" "${RUNS:=50}"; DIGITS=1000; fi
-WARMUP=$(( RUNS / 5 > 3 ? RUNS / 5 : 3 ))
+if [ "$QUICK" = 1 ]; then MODE=quick; : "${WINDOWS:=40}" "${RUNS:=30}"; DIGITS=250
+else MODE=full; : "${WINDOWS:=200}" "${RUNS:=100}"; DIGITS=1000; fi
+WARMUP=$(( RUNS / 10 > 3 ? RUNS / 10 : 3 ))
 
 die() { echo "bench-smooth: $*" >&2; exit 2; }
 log() { echo "[bench-smooth] $*" >&2; }
@@ -113,9 +114,12 @@ outlier_copy() {   # NAME -> path of the (cached, checked) outlier copy
 # ---------------------------------------------------------------- presets
 CONFIGS=$(cd "${CONFIGS:-$ROOT/configs}" && pwd) || die "no configs folder ${CONFIGS:-$ROOT/configs}"
 PRESET_FILES=()
+declare -A CFG=()
 for p in $PRESETS; do
-  f=$CONFIGS/$p.json
-  if [ -f "$f" ]; then PRESET_FILES+=("$p")
+  if [[ $p == */* || $p == *.json ]]; then          # a config file of one's own (ablations): named by its basename
+    [ -f "$p" ] || die "config file $p does not exist"
+    n=$(basename "${p%.json}"); CFG[$n]=$(cd "$(dirname "$p")" && pwd)/$(basename "$p"); PRESET_FILES+=("$n")
+  elif [ -f "$CONFIGS/$p.json" ]; then CFG[$p]=$CONFIGS/$p.json; PRESET_FILES+=("$p")
   else echo "note: $CONFIGS/$p.json does not exist (yet): preset $p skipped" >&2; fi
 done
 [ ${#PRESET_FILES[@]} -gt 0 ] || die "none of the presets ($PRESETS) exists in $CONFIGS"
@@ -127,20 +131,25 @@ quantize() {
   local base=${dst%.onnx} lg
   lg=$LOGS/$(basename "$base")
   QRC=0 QDET=- QERR=
-  "$TOOL" quantize "$src" --config "$CONFIGS/$preset.json" "$@" -o "$base.t1.onnx" --threads 1 -q \
+  "$TOOL" quantize "$src" --config "${CFG[$preset]}" "$@" -o "$base.t1.onnx" --threads 1 -q \
     --report "$lg.report.json" >"$lg.log" 2>&1 || QRC=$?
   if [ "$QRC" != 0 ]; then QERR=$(grep -m1 -v '^\s*$' "$lg.log" | cut -c1-160 || true); return 0; fi
-  "$TOOL" quantize "$src" --config "$CONFIGS/$preset.json" "$@" -o "$base.t2.onnx" --threads 2 -q \
+  "$TOOL" quantize "$src" --config "${CFG[$preset]}" "$@" -o "$base.t2.onnx" --threads 2 -q \
     >>"$lg.log" 2>&1 || { QRC=$?; QERR="--threads 2 failed: $(tail -1 "$lg.log")"; return 0; }
   if cmp -s "$base.t1.onnx" "$base.t2.onnx"; then QDET=yes; else QDET=NO; fi
   mv "$base.t1.onnx" "$dst"; rm -f "$base.t2.onnx"
 }
 
-time_ms() {   # MODEL [time_model.js args] -> median ms
-  local m=$1; shift
-  node "$ROOT/scripts/ort/time_model.js" "$m" --runs "$RUNS" --warmup "$WARMUP" --opt "$OPT" --threads "$ORT_THREADS" "$@" \
-    >"$RUN/time.json" 2>"$LOGS/time.err" || { echo "ERR"; return 0; }
-  json "$RUN/time.json" 'd["median_ms"]'
+# time_all MODEL... : ORT latency of the models, interleaved run by run; sets TIMES (median ms, or ERR, per model)
+time_all() {
+  TIMES=()
+  if node "$ROOT/scripts/ort/time_model.js" "$@" --runs "$RUNS" --warmup "$WARMUP" --opt "$OPT" \
+      --threads "$ORT_THREADS" --tokens "$TOKENS" --seq 128 >"$RUN/time.jsonl" 2>"$LOGS/time.err"; then
+    mapfile -t TIMES < <("$PY" -c 'import json,sys; [print(json.loads(l)["median_ms"]) for l in open(sys.argv[1])]' "$RUN/time.jsonl")
+  else
+    echo "warning: timing failed: $(tail -1 "$LOGS/time.err")" >&2
+    for _ in "$@"; do TIMES+=(ERR); done
+  fi
 }
 
 ratio() { "$PY" -c 'import sys; a,b=sys.argv[1:]; print("-" if "ERR" in (a,b) else "%.2fx" % (float(a)/float(b)))' "$1" "$2"; }
@@ -154,37 +163,48 @@ printf 'kind\tmodel\tpreset\tmetric\tvalue\tdelta\tagreement\tlatency_ms\tlatenc
 for name in $MODELS; do
   case $name in llama-jargon|gpt-fortunes) ;; vit_digits) continue ;; *) die "unknown model $name" ;; esac
   [ -f "$ZOO/$name.onnx" ] || die "missing $ZOO/$name.onnx"
+  TOKENS=$ZOO/$name.val.i64
   for variant in orig outlier; do
     if [ $variant = orig ]; then model=$ZOO/$name.onnx label=$name
     else model=$(outlier_copy "$name"); label="$name+outliers"; fi
-    log "$label: fp32 latency"
-    t_fp=$(time_ms "$model" --tokens "$ZOO/$name.val.i64" --seq 128)
-    ppl_fp='' rows=()
+    ppl_fp='' done_q=()
+    declare -A res=()
     for preset in "${PRESET_FILES[@]}"; do
       q=$RUN/$(basename "${model%.onnx}").$preset.onnx
       log "$label: quantize $preset (threads 1 and 2)"
       quantize "$model" "$preset" "$q" --calib "$ZOO/$name.calib.i64" --calib-shape 64x128
-      if [ "$QRC" != 0 ]; then
-        rows+=("$label|$preset|FAILED (exit $QRC): $QERR|||||"); continue
-      fi
+      if [ "$QRC" != 0 ]; then res[$preset]="FAILED (exit $QRC): $QERR|||||"; continue; fi
       log "$label: eval $preset ($WINDOWS windows)"
       rep=$LOGS/$(basename "${q%.onnx}").eval.json
-      if ! "$TOOL" eval "$model" "$q" --tokens "$ZOO/$name.val.i64" --seq 128 --windows "$WINDOWS" --report "$rep" \
+      if ! "$TOOL" eval "$model" "$q" --tokens "$TOKENS" --seq 128 --windows "$WINDOWS" --report "$rep" \
           --threads "$EVAL_THREADS" >"$LOGS/$(basename "${q%.onnx}").eval.log" 2>&1; then
-        rows+=("$label|$preset|eval FAILED (see $LOGS)|||||$QDET"); continue
+        res[$preset]="eval FAILED (see $LOGS)|||||$QDET"; rm -f "$q"; continue
       fi
       ppl_fp=$(json "$rep" '"%.4f" % d["language_model"]["perplexity_reference"]')
       ppl=$(json "$rep" '"%.4f" % d["language_model"]["perplexity_candidate"]')
       agree=$(json "$rep" '"%.4f" % d["language_model"]["top1_agreement"]')
-      log "$label: time $preset"
-      t_q=$(time_ms "$q" --tokens "$ZOO/$name.val.i64" --seq 128)
-      rows+=("$label|$preset|$ppl|$(pct "$ppl" "$ppl_fp")|$agree|$t_q|$(ratio "$t_q" "$t_fp")|$QDET")
-      printf 'lm\t%s\t%s\tppl\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$preset" "$ppl" "$(pct "$ppl" "$ppl_fp")" "$agree" \
-        "$t_q" "$(ratio "$t_q" "$t_fp")" "$QDET" >>"$TSV"
-      [ "$KEEP" = 1 ] || rm -f "$q"
+      res[$preset]="$ppl|$(pct "$ppl" "$ppl_fp")|$agree|@|@|$QDET"
+      done_q+=("$preset")
     done
-    LM_ROWS+=("$label|fp32|${ppl_fp:-?}||1|$t_fp|1.00x|" "${rows[@]}")
+    log "$label: ONNX Runtime latency of fp32 and ${done_q[*]:-nothing else} (interleaved)"
+    qfiles=()
+    for preset in "${done_q[@]}"; do qfiles+=("$RUN/$(basename "${model%.onnx}").$preset.onnx"); done
+    time_all "$model" "${qfiles[@]}"
+    t_fp=${TIMES[0]}
+    LM_ROWS+=("$label|fp32|${ppl_fp:-?}||1|$t_fp|1.00x|")
     printf 'lm\t%s\tfp32\tppl\t%s\t\t1\t%s\t1.00x\t\n' "$label" "${ppl_fp:-?}" "$t_fp" >>"$TSV"
+    k=1
+    for preset in "${PRESET_FILES[@]}"; do
+      r=${res[$preset]}
+      if [[ $r == *'|@|@|'* ]]; then
+        t=${TIMES[$k]}; k=$((k + 1))
+        r=${r/|@|@|/|$t|$(ratio "$t" "$t_fp")|}
+      fi
+      LM_ROWS+=("$label|$preset|$r")
+      printf 'lm\t%s\t%s\tppl\t%s\n' "$label" "$preset" "${r//|/$'\t'}" >>"$TSV"
+    done
+    [ "$KEEP" = 1 ] || rm -f "${qfiles[@]}"
+    unset res
   done
 done
 

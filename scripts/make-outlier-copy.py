@@ -17,7 +17,8 @@ the max |ref - copy| / max |ref| of every output is <= --tol (default 1e-4). It 
 the activation outlier ratio max_c(absmax_c) / mean_c(absmax_c) before and after.
 
 Needs Debian's python3-onnx and python3-numpy, node and onnxruntime-node (scripts/setup-deps.sh).
-Exit codes: 0 ok, 1 usage, 2 model cannot be adjusted (unsupported reader, ...), 3 equivalence check failed.
+Exit codes: 0 ok, 1 usage, 2 model cannot be adjusted (unsupported reader, ...) or read, or ONNX Runtime failed,
+3 equivalence check failed (nothing written), 4 output folder missing.
 """
 import argparse
 import json
@@ -480,7 +481,7 @@ def main():
         if a.json:
             json.dump(report, open(a.json, 'w'), indent=1)
         print(f'wrote {a.output} ({len(summary)} norms, {a.channels} channels each, x{a.factor:g})')
-    except RuntimeError as e:
+    except (RuntimeError, AdjustError, OSError, ValueError) as e:
         if os.path.exists(staged):
             os.unlink(staged)
         die(2, str(e))
