@@ -270,6 +270,10 @@ class SmoothQuantPass final : public pipeline::Pass {
     if (a.present) {
       grid.bits = a.bits;
       grid.symmetric = a.symmetric;
+      grid.observer = a.observer;
+      grid.observer_options.percentile = a.percentile;
+      grid.observer_options.momentum = a.momentum;
+      grid.observer_options.bins = a.bins;
     }
     grid.per_token = perToken(a);
     const auto ref = smooth::referenceOutputs(site.rows, site.nrows, c, terms);

@@ -38,11 +38,19 @@ void fakeQuantRows(std::vector<float>& x, int64_t n, int64_t c, float lo, float 
   g.bits = a.bits;
   g.symmetric = a.symmetric;
   g.is_signed = a.symmetric;
-  auto apply = [&](float* row, int64_t len, float l, float h) {
-    const quant::GroupParams p = quant::paramsForRange(std::min(l, 0.0f), std::max(h, 0.0f), g);
+  auto quantize = [&](float* row, int64_t len, const quant::GroupParams& p) {
     for (int64_t i = 0; i < len; ++i) row[i] = quant::dequantizeValue(quant::quantizeValue(row[i], p, g), p);
   };
+  auto apply = [&](float* row, int64_t len, float l, float h) {
+    quantize(row, len, quant::paramsForRange(std::min(l, 0.0f), std::max(h, 0.0f), g));
+  };
   if (!a.per_token) {
+    if (!a.observer.empty() && a.observer != "minmax" && a.observer != "moving_minmax") {
+      auto obs = quant::makeObserver(a.observer, a.observer_options);
+      obs->observe(x.data(), n * c);
+      quantize(x.data(), n * c, obs->compute(g).params);
+      return;
+    }
     apply(x.data(), n * c, lo, hi);
     return;
   }

@@ -3,9 +3,11 @@
 // which auto-α minimises. Pure functions of their arguments, so tests check them on hand values.
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "lib/pipeline/config.h"
+#include "lib/quant/observer.h"
 
 namespace ptq::passes::smooth {
 
@@ -15,6 +17,11 @@ struct ActivationGrid {
   int bits = 8;
   bool symmetric = false;
   bool per_token = false;
+  // The static observer that will pick the per-tensor range (config "activations.observer"): "" or
+  // "minmax" take the exact min/max from ChannelStats; others (mse, percentile, entropy) run on the
+  // sampled rows, so the search sees the clipping the qdq pass will apply.
+  std::string observer;
+  quant::ObserverOptions observer_options;
 };
 
 // Statistics of the smoothed tensor per channel j over all calibration data.
