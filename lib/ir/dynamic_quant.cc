@@ -28,7 +28,8 @@ bool uniformZeroPoint(const QuantizedWeight& q) {
 }  // namespace
 
 IntegerLayerForm integerLayerForm(const Node& n) {
-  if (!n.domain().empty()) return IntegerLayerForm::kNone;
+  // Activations are quantized in the main graph only (the qdq pass, legalize).
+  if (!n.domain().empty() || (n.graph() && n.graph()->parent)) return IntegerLayerForm::kNone;
   const std::string& op = n.opType();
   if (op != "MatMul" && op != "Gemm" && op != "Conv") return IntegerLayerForm::kNone;
   const Value* x = n.input(0);

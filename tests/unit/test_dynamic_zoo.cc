@@ -7,6 +7,7 @@
 #include <cmath>
 #include <fstream>
 #include <iomanip>
+#include <map>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -141,4 +142,33 @@ TEST_CASE("w8a8-dynamic writes ONNX Runtime's quantize_dynamic ops, without cali
     CHECK(integer_layers == report.at("summary").at("layers_quantized").get<int>());
     CHECK(report.at("config").at("activations").at("dynamic") == true);
   }
+}
+
+TEST_CASE("a packed file keeps dynamic activations: unpack writes the same model as the direct qdq output", "[dynamic][packed]") {
+  const std::string dir = test::tempDir("dynamic_packed");
+  const std::string model = kSrc + "/tests/data/digits_cnn.onnx";
+  const std::string tool = "'" + test::toolPath() + "' ";
+  auto q = test::runCommand(tool + "quantize '" + model + "' --config w8a8-dynamic -o '" + dir + "/direct.onnx' -q");
+  INFO(q.output);
+  REQUIRE(q.exit_code == 0);
+  auto p = test::runCommand(tool + "quantize '" + model + "' --config w8a8-dynamic -f packed -o '" + dir + "/m.ptq' -q");
+  INFO(p.output);
+  REQUIRE(p.exit_code == 0);
+  const std::string ptq = readAll(dir + "/m.ptq");
+  REQUIRE(ptq.size() > 12);
+  CHECK(static_cast<unsigned char>(ptq[8]) == 2);  // version 2: the file holds dynamic activations
+  CHECK_THAT(ptq, Catch::Contains("\"dynamic\":true"));
+  auto u = test::runCommand(tool + "unpack '" + dir + "/m.ptq' -o '" + dir + "/unpacked.onnx'");
+  INFO(u.output);
+  REQUIRE(u.exit_code == 0);
+  const ir::Model direct = onnx_io::loadModel(dir + "/direct.onnx"), unpacked = onnx_io::loadModel(dir + "/unpacked.onnx");
+  std::map<std::string, int> a, b;
+  for (const ir::Node* n : direct.graph->nodes()) ++a[n->opType()];
+  for (const ir::Node* n : unpacked.graph->nodes()) ++b[n->opType()];
+  CHECK(a == b);
+  CHECK(a["ConvInteger"] == 5);
+  const ir::Tensor x = readRaw(kSrc + "/tests/data/digits_test_x_256x1x20x20_f32.bin", ir::DType::kFloat32, {8, 1, 20, 20}, 0);
+  const ir::Tensor ya = runtime::Session(direct).run({{"x", x}}).at("logits");
+  const ir::Tensor yb = runtime::Session(unpacked).run({{"x", x}}).at("logits");
+  CHECK(agree(ya, yb).max_abs == 0.0);
 }
