@@ -19,6 +19,7 @@ int64_t annotateBiases(ir::Graph& g) {
     Value* w = n->input(1);
     Value* b = n->input(2);
     if (!x || !x->act_quant || !w || !w->quant || !b || !b->isConstant() || b->quant) continue;
+    if (x->act_quant->dynamic) continue;  // s_x is known only at run time: the bias stays float
     if (b->initializer.dtype() != DType::kFloat32 || b->initializer.rank() != 1 || b->uses().size() != 1) continue;
     if (g.isGraphOutput(b)) continue;
     const QW& q = *w->quant;

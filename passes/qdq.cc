@@ -40,6 +40,7 @@ class QdqPass final : public pipeline::Pass {
 
   pipeline::PassResult run(ir::Model& model, pipeline::PassContext& ctx) override {
     const pipeline::ActivationSettings& a = ctx.config.activations;
+    if (a.dynamic) return markDynamic(model, ctx);
     if (!ctx.calibration) throwInternal("pass 'qdq' runs without calibration data (PassManager::checkPipeline lets it)");
     ir::Graph& g = *model.graph;
 
@@ -123,6 +124,41 @@ class QdqPass final : public pipeline::Pass {
   }
 
  private:
+  // Dynamic mode: the inputs of the plan's layers get a dynamic ActivationQuant (no scale: computed at
+  // run time); outputs are not marked — each reader quantizes its own input. No biases become int32
+  // (their scale would depend on the run-time scale).
+  pipeline::PassResult markDynamic(ir::Model& model, pipeline::PassContext& ctx) {
+    const pipeline::ActivationSettings& a = ctx.config.activations;
+    ir::Graph& g = *model.graph;
+    std::set<const ir::Node*> layers;
+    for (pipeline::LayerPlan* l : ctx.plan.active())
+      if (l->quantize_activations)
+        for (ir::Node* n : l->readers)
+          if (n->graph() == &g) layers.insert(n);
+    runtime::SessionOptions so;
+    so.threads = ctx.threads;
+    const runtime::Session session(model, so);  // for the value types only
+    int64_t marked = 0;
+    for (ir::Node* n : g.nodes()) {
+      if (!layers.count(n) || (n->opType() != "MatMul" && n->opType() != "Gemm" && n->opType() != "Conv")) continue;
+      ir::Value* x = n->input(0);
+      if (!x || x->isConstant() || x->act_quant || session.valueType(x->name()) != ir::DType::kFloat32) continue;
+      auto q = std::make_shared<ir::ActivationQuant>();
+      q->dtype = activationType(a.bits, a.symmetric);
+      q->dynamic = true;
+      q->per_token = a.granularity == pipeline::ActivationGranularity::kToken;
+      x->act_quant = q;
+      ++marked;
+    }
+    spdlog::info("qdq: {} activations quantized dynamically ({}-bit {}, per {})", marked, a.bits,
+                 a.symmetric ? "symmetric" : "asymmetric", pipeline::activationGranularityName(a.granularity));
+    pipeline::PassResult result;
+    result.changed = marked > 0;
+    result.counters["activations_quantized"] = marked;
+    result.counters["int32_biases"] = 0;
+    return result;
+  }
+
   bool observe_quantized_;
 };
 
@@ -134,11 +170,14 @@ pipeline::PassInfo qdqPassInfo() {
   info.summary =
       "Activation quantization: runs the model as it will be written on the calibration data, observes the inputs "
       "and outputs of the plan's layers (and of the other ops in activations.op_types) with the config's "
-      "\"activations\" observer, marks them for QuantizeLinear/DequantizeLinear pairs, and decides int32 biases.";
+      "\"activations\" observer, marks them for QuantizeLinear/DequantizeLinear pairs, and decides int32 biases. "
+      "With activations.dynamic: marks the layers' inputs for run-time (per-tensor or per-token) quantization "
+      "instead, without calibration data.";
   info.options = {pipeline::OptionSpec::choice(
       "observe", "quantized", {"quantized", "float"},
       "the model the ranges are measured on: the weight-quantized model as written, or the float one")};
   info.traits.needs_calibration = true;
+  info.traits.calibration_only_if_static = true;  // activations.dynamic: scales computed at run time
   info.traits.reads_activations = true;
   info.traits.after_weight_quantization = true;
   info.create = [](const pipeline::OptionValues& v) -> std::unique_ptr<pipeline::Pass> {

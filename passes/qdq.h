@@ -12,6 +12,13 @@
 // (lib/quant/observer.h) and attaches one per-tensor ActivationQuant to it. Then it decides the
 // int32 biases (bias_quant.h). Legalize inserts QuantizeLinear -> DequantizeLinear pairs (one per
 // tensor, shared by its readers): the QDQ pattern ONNX Runtime fuses into integer kernels.
+//
+// Dynamic (activations.dynamic: true, no calibration data):
+// Before:  h = MatMul(x, W)                  W.quant set by rtn
+// After:   h = MatMul(x, W)                  x.act_quant = {uint8|int8|..., dynamic, per_token?}, no scale
+// Only the layers' inputs are marked (what they would observe as inputs); nothing runs. Legalize
+// writes the forms of lib/ir/dynamic_quant.h (8-bit per tensor: DynamicQuantizeLinear -> MatMulInteger
+// / ConvInteger, as ONNX Runtime's quantize_dynamic).
 #pragma once
 #include "lib/pipeline/pass.h"
 #include "lib/pipeline/pass_registry.h"

@@ -33,6 +33,9 @@
 //            "scales": blob (float32, scale_shape), "zero_points": blob | null (codes' packing)}].
 //   "activations": [{"name", "dtype" (ONNX TensorProto data type), "scale", "zero_point"}]: per-tensor
 //            activation quantization (the qdq pass), lowered to QuantizeLinear/DequantizeLinear on unpack.
+//            Version 2 adds dynamic entries {"name", "dtype", "dynamic": true, "per_token": bool} (no
+//            scale: computed at run time, lib/ir/dynamic_quant.h). A file has version 2 exactly when it
+//            holds one, so files without dynamic activations stay readable by version-1 readers.
 //   value = (code - zero_point) * scale; scale_shape is [] (tensor), [dim(axis)] (channel), or the
 //   weight's shape with dim(axis) divided into ceil(dim / block_size) blocks (block).
 //
@@ -47,7 +50,8 @@
 namespace ptq::packed {
 
 inline constexpr char kPtqMagic[8] = {'P', 'T', 'Q', 'P', 'A', 'C', 'K', '\0'};
-inline constexpr uint32_t kPtqVersion = 1;
+inline constexpr uint32_t kPtqVersion = 2;          // the newest version this tool reads and writes
+inline constexpr uint32_t kPtqVersionStatic = 1;    // written when no activation is dynamic
 inline constexpr uint64_t kPtqAlign = 64;
 
 struct Provenance {

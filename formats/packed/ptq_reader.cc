@@ -66,9 +66,9 @@ Layout openLayout(const std::string& path) {
   std::memcpy(&version, b + 8, 4);
   std::memcpy(&header_bytes, b + 16, 8);
   std::memcpy(&header_hash, b + 24, 8);
-  if (version != kPtqVersion)
-    throwInput(path + ": .ptq version " + std::to_string(version) + " is not supported (this tool reads version " +
-               std::to_string(kPtqVersion) + ")");
+  if (version < kPtqVersionStatic || version > kPtqVersion)
+    throwInput(path + ": .ptq version " + std::to_string(version) + " is not supported (this tool reads versions " +
+               std::to_string(kPtqVersionStatic) + ".." + std::to_string(kPtqVersion) + ")");
   if (header_bytes > l.file.size - 32) throwInput(path + ": truncated: the JSON header runs past the end of the file");
   l.header_text.assign(reinterpret_cast<const char*>(b + 32), header_bytes);
   if (XXH64(l.header_text.data(), l.header_text.size(), 0) != header_hash)
@@ -210,6 +210,12 @@ PackedModel readPacked(const std::string& path) {
       if (!v) throwInput(path + ": activation '" + name + "' is not in the graph");
       auto q = std::make_shared<ir::ActivationQuant>();
       q->dtype = static_cast<ir::DType>(a.at("dtype").get<int>());
+      if (a.value("dynamic", false)) {
+        q->dynamic = true;
+        q->per_token = a.value("per_token", false);
+        v->act_quant = q;
+        continue;
+      }
       q->scale = ir::Tensor::fromFloats({}, {a.at("scale").get<float>()});
       q->zero_point = ir::Tensor(q->dtype, {});
       const int64_t z = a.at("zero_point");

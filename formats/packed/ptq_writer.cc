@@ -121,9 +121,16 @@ PackStats writePacked(const ir::Model& model, const std::string& path, const Pro
   }
   // Activation quantization parameters (qdq pass): per-tensor scale and zero point as numbers.
   json activations = json::array();
+  bool any_dynamic = false;
   auto addActivation = [&](const ir::Value* v) {
     if (!v || !v->act_quant) return;
     const ir::ActivationQuant& a = *v->act_quant;
+    if (a.dynamic) {
+      activations.push_back({{"name", v->name()}, {"dtype", static_cast<int>(a.dtype)}, {"dynamic", true},
+                             {"per_token", a.per_token}});
+      any_dynamic = true;
+      return;
+    }
     const int64_t zero = a.zero_point.toInt64s().at(0);
     activations.push_back({{"name", v->name()}, {"dtype", static_cast<int>(a.dtype)}, {"scale", a.scale.data<float>()[0]},
                            {"zero_point", zero}});
@@ -131,6 +138,7 @@ PackStats writePacked(const ir::Model& model, const std::string& path, const Pro
   for (ir::Value* v : model.graph->inputs()) addActivation(v);
   for (ir::Node* n : model.graph->nodes())
     for (ir::Value* v : n->outputs()) addActivation(v);
+  const uint32_t version = any_dynamic ? kPtqVersion : kPtqVersionStatic;
   const std::string graph_bytes = onnx_io::serializeModelWithPlacement(model, place);
   const size_t graph_blob = blobs.add("graph", graph_bytes.data(), graph_bytes.size());
 
@@ -138,7 +146,7 @@ PackStats writePacked(const ir::Model& model, const std::string& path, const Pro
   for (ir::Value* v : model.graph->realInputs()) inputs.push_back(v->name());
   for (ir::Value* v : model.graph->outputs()) outputs.push_back(v->name());
   json header{{"format", "ptq-packed"},
-              {"version", kPtqVersion},
+              {"version", version},
               {"provenance",
                {{"tool_version", prov.tool_version},
                 {"config", prov.config_json.empty() ? json::object() : json::parse(prov.config_json)},
@@ -158,7 +166,7 @@ PackStats writePacked(const ir::Model& model, const std::string& path, const Pro
   AtomicFile f(path);
   uint8_t pre[32] = {};
   std::memcpy(pre, kPtqMagic, 8);
-  const uint32_t version = kPtqVersion, flags = 0;
+  const uint32_t flags = 0;
   const uint64_t header_bytes = header_text.size(), header_hash = XXH64(header_text.data(), header_text.size(), 0);
   std::memcpy(pre + 8, &version, 4);
   std::memcpy(pre + 12, &flags, 4);

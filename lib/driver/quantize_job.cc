@@ -208,9 +208,7 @@ pipeline::Report runQuantize(const QuantizeOptions& opts) {
   // Provenance travels with the model.
   model.metadata_props.emplace_back("ptq_tool.version", PTQ_VERSION);
   model.metadata_props.emplace_back("ptq_tool.config", report.config_json);
-  bool reads_calibration = false;
-  for (const auto& p : config.pipeline) reads_calibration = reads_calibration || p.info->traits.needs_calibration;
-  if (calibration && !reads_calibration)
+  if (calibration && !config.needsCalibration())
     report.warnings.push_back("calibration data was given, but no pass in the pipeline reads it");
 
   if (config.format == pipeline::OutputFormat::kPacked) {

@@ -68,11 +68,18 @@ struct QuantizedWeight {
 };
 
 // Activation quantization parameters for a value (per-tensor or per-axis), attached by the qdq pass.
+// Static: `scale` and `zero_point` hold the calibrated parameters. Dynamic: they are empty; the
+// parameters are computed from the tensor itself at run time, over the whole tensor or (per_token)
+// over each row of the last axis, on the grid of `dtype`: unsigned dtypes are asymmetric
+// (range [min(x,0), max(x,0)], as DynamicQuantizeLinear), signed ones symmetric (max|x|, zero 0).
+// How each form is written and simulated: lib/ir/dynamic_quant.h.
 struct ActivationQuant {
   DType dtype = DType::kUInt8;
   int64_t axis = -1;
   Tensor scale;
   Tensor zero_point;
+  bool dynamic = false;
+  bool per_token = false;  // dynamic only
 };
 
 class Value {

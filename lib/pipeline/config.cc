@@ -29,6 +29,10 @@ OutputFormat parseOutputFormat(const std::string& s, const std::string& what) {
   throwUsage(what + ": '" + s + "' is not an output format (qdq, matmulnbits, packed)");
 }
 
+std::string activationGranularityName(ActivationGranularity g) {
+  return g == ActivationGranularity::kToken ? "token" : "tensor";
+}
+
 const std::vector<std::string>& activationOpTypes() {
   static const std::vector<std::string> ops = {"MatMul", "Gemm", "Conv", "Add", "Mul", "Concat", "MaxPool",
                                                "AveragePool", "GlobalAveragePool", "Relu", "Sigmoid", "Resize"};
@@ -162,8 +166,20 @@ void readOverride(const json& j, const std::string& source, const std::string& p
 
 void readActivations(const json& j, const std::string& source, ActivationSettings& a) {
   ObjectReader r(j, source, "activations");
-  r.setHint("bits, symmetric, observer, percentile, momentum, bins, op_types");
+  r.setHint("bits, symmetric, dynamic, granularity, observer, percentile, momentum, bins, op_types");
   a.present = true;
+  if (r.has("dynamic")) a.dynamic = r.boolean("dynamic");
+  if (r.has("granularity")) {
+    a.granularity = r.choice("granularity", {"tensor", "token"}) == "token" ? ActivationGranularity::kToken
+                                                                            : ActivationGranularity::kTensor;
+    // A per-token scale is a property of each row at run time; a calibrated one would be per position.
+    if (a.granularity == ActivationGranularity::kToken && !a.dynamic)
+      r.fail("granularity", "'token' needs \"dynamic\": true (per-token scales are computed at run time)");
+  }
+  // Observer options describe calibration, which dynamic quantization does not do.
+  if (a.dynamic)
+    for (const char* k : {"observer", "percentile", "momentum", "bins"})
+      if (r.has(k)) r.fail(k, "is read only by static quantization, not with \"dynamic\": true");
   if (r.has("bits")) {
     a.bits = static_cast<int>(r.integer("bits", 4, 16));
     if (a.bits != 4 && a.bits != 8 && a.bits != 16) r.fail("bits", std::to_string(a.bits) + " is not one of 4, 8, 16");
@@ -205,6 +221,12 @@ void readActivations(const json& j, const std::string& source, ActivationSetting
         for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
         r.fail("op_types", "'" + op + "' is not one of " + list);
       }
+    // Dynamic quantization feeds integer (or fake-quantized) weight layers only: other ops would need
+    // a static scale to stay in integers.
+    if (a.dynamic)
+      for (const auto& op : a.op_types)
+        if (op != "MatMul" && op != "Gemm" && op != "Conv")
+          r.fail("op_types", "'" + op + "' is read only by static quantization (dynamic quantizes the inputs of MatMul, Gemm, Conv)");
   }
 }
 
@@ -312,6 +334,8 @@ QuantConfig parseConfig(const std::string& text, const std::string& source, cons
   if (reads_activations && !c.activations.present) r.fail("activations", "is required: the pipeline quantizes activations");
   if (!reads_activations && c.activations.present)
     r.fail("activations", "is read only by " + readers + ", which the pipeline does not name");
+  if (c.activations.dynamic && r.has("calibration") && !c.needsCalibration())
+    r.fail("calibration", "is read by no pass: activations are dynamic and no other pass of the pipeline needs calibration data");
   if (c.weights.granularity == Granularity::kGroup && c.weights.group_size <= 0)
     r.fail("weights.group_size", "is required for granularity 'group'");
   return c;
@@ -328,6 +352,12 @@ QuantConfig loadConfig(const std::string& path, const PassTable& passes) {
 bool QuantConfig::hasPass(const std::string& name) const {
   for (const auto& p : pipeline)
     if (p.name() == name) return true;
+  return false;
+}
+
+bool QuantConfig::needsCalibration() const {
+  for (const auto& p : pipeline)
+    if (p.info->traits.needsCalibration(activations.dynamic)) return true;
   return false;
 }
 
@@ -372,8 +402,14 @@ std::string configToJson(const QuantConfig& c) {
   }
   j["overrides"] = ov;
   if (c.activations.present) {
-    json a{{"bits", c.activations.bits}, {"symmetric", c.activations.symmetric}, {"observer", c.activations.observer},
-           {"op_types", c.activations.op_types}};
+    json a{{"bits", c.activations.bits}, {"symmetric", c.activations.symmetric}, {"op_types", c.activations.op_types}};
+    // Written only when dynamic, so a static config's JSON (report, .ptq provenance) is unchanged.
+    if (c.activations.dynamic) {
+      a["dynamic"] = true;
+      a["granularity"] = activationGranularityName(c.activations.granularity);
+    } else {
+      a["observer"] = c.activations.observer;
+    }
     if (c.activations.percentile) a["percentile"] = *c.activations.percentile;
     if (c.activations.momentum) a["momentum"] = *c.activations.momentum;
     if (c.activations.bins) a["bins"] = *c.activations.bins;

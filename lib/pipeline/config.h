@@ -22,6 +22,11 @@ namespace ptq::pipeline {
 using quant::ClipSearch;
 using quant::Granularity;
 enum class OutputFormat { kQdq, kMatMulNBits, kPacked };
+// Activation scale granularity: one scale per tensor, or (dynamic only) one per token, i.e. per row
+// of the last axis, computed at run time.
+enum class ActivationGranularity { kTensor, kToken };
+
+std::string activationGranularityName(ActivationGranularity g);  // "tensor" | "token"
 
 std::string outputFormatName(OutputFormat f);
 // Parses "qdq" | "matmulnbits" | "packed"; throws kUsage naming `what`.
@@ -58,10 +63,15 @@ struct LayerSelection {
 };
 
 // Activation quantization (the qdq pass): which activations, on what grid, with which observer.
+// Static (the default): ranges calibrated once by an observer and stored in the file. Dynamic: the
+// scale (and zero point) computed from the tensor itself at run time — no calibration data, no
+// observer; the only kind that can have per-token scales.
 struct ActivationSettings {
   bool present = false;                   // the config has an "activations" section
   int bits = 8;                           // 4, 8 or 16
   bool symmetric = false;                 // false: uint8 with a zero point; true: int8, zero 0
+  bool dynamic = false;                   // scales computed at run time ("dynamic": true)
+  ActivationGranularity granularity = ActivationGranularity::kTensor;  // kToken requires dynamic
   std::string observer = "minmax";        // minmax | moving_minmax | percentile | mse | entropy
   std::optional<double> percentile;
   std::optional<double> momentum;
@@ -96,6 +106,8 @@ struct QuantConfig {
   calib::CalibrationSpec calibration;     // file paths relative to the working directory
 
   bool hasPass(const std::string& name) const;
+  // Whether some pass of the pipeline needs calibration data with these settings (PassTraits::needsCalibration).
+  bool needsCalibration() const;
   // Whether some pass of the pipeline reads the "activations" section (it quantizes activations).
   bool quantizesActivations() const;
 };

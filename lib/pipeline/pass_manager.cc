@@ -19,7 +19,7 @@ void PassManager::checkPipeline(const QuantConfig& config, bool has_calibration)
   for (size_t i = 0; i < steps.size(); ++i) {
     const PassTraits& t = steps[i].info->traits;
     const std::string& name = steps[i].name();
-    if (t.needs_calibration && !has_calibration)
+    if (t.needsCalibration(config.activations.dynamic) && !has_calibration)
       throwUsage(where + ": pass '" + name +
                  "' needs calibration data: give --calib (NAME=FILE, a folder, or tokens.i64 with --calib-shape), "
                  "the config's \"calibration\" section, or \"calibration\": {\"synthetic\": true}");

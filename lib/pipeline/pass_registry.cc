@@ -21,7 +21,9 @@ std::string describePasses(const PassTable& table) {
   for (const auto& p : table) {
     o << p.name << "\n    " << p.summary << "\n";
     std::vector<std::string> traits;
-    if (p.traits.needs_calibration) traits.push_back("needs calibration data");
+    if (p.traits.needs_calibration)
+      traits.push_back(p.traits.calibration_only_if_static ? "needs calibration data unless activations.dynamic"
+                                                           : "needs calibration data");
     if (p.traits.needs_float_weights) traits.push_back("runs before any pass that quantizes weights");
     if (p.traits.quantizes_weights) traits.push_back("quantizes weights");
     if (p.traits.reads_activations) traits.push_back("reads the \"activations\" section");

@@ -17,10 +17,16 @@ class Pass;
 // What a pass needs and does, checked for the whole pipeline before any pass runs.
 struct PassTraits {
   bool needs_calibration = false;          // reads calibration data (--calib or the config's section)
+  bool calibration_only_if_static = false; // ...but only for static activations (activations.dynamic = false)
   bool needs_float_weights = false;        // must run before every pass that quantizes weights
   bool quantizes_weights = false;          // attaches weight quantization
   bool reads_activations = false;          // reads the config's "activations" section (which it then requires)
   bool after_weight_quantization = false;  // observes the model as written: must run after every pass that quantizes weights
+
+  // Whether the pass needs calibration data for a config whose activations are (not) dynamic.
+  bool needsCalibration(bool dynamic_activations) const {
+    return needs_calibration && !(calibration_only_if_static && dynamic_activations);
+  }
 };
 
 struct PassInfo {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <unordered_set>
 
+#include "lib/ir/dynamic_quant.h"
 #include "lib/runtime/buffer_pool.h"
 #include "lib/runtime/registry.h"
 #include "lib/runtime/simulate_quant.h"
@@ -129,7 +130,7 @@ int Plan::stepOf(const ir::Node* n) const {
 }
 
 std::string Plan::describeStep(const Step& st) const {
-  if (st.node) return describeStep(st);
+  if (st.node) return describeNode(*st.node);
   return "fake quantization of '" + slot_names_[st.in_slots[0]] + "'";
 }
 
@@ -198,9 +199,14 @@ std::vector<DType> Plan::buildKernel(Step& step, const PlanScope* scope, std::ve
   }
   std::vector<DType> out_types(n.numOutputs(), DType::kUndefined);
   try {
-    const KernelFactory make = findKernelFactory(n.domain(), n.opType());
-    if (!make) info.unsupported("no kernel for this op type");
-    step.kernel = make(info, out_types);
+    if (simulatesIntegerLayer(n)) {
+      step.kernel = makeIntegerLayerKernel(info);
+      out_types = {DType::kFloat32};
+    } else {
+      const KernelFactory make = findKernelFactory(n.domain(), n.opType());
+      if (!make) info.unsupported("no kernel for this op type");
+      step.kernel = make(info, out_types);
+    }
   } catch (const Error& e) {
     std::string msg = e.what();
     if (msg.rfind(describeNode(n), 0) != 0) msg = describeNode(n) + ": " + msg;
@@ -208,6 +214,10 @@ std::vector<DType> Plan::buildKernel(Step& step, const PlanScope* scope, std::ve
     problems->push_back(msg);
   }
   return out_types;
+}
+
+bool Plan::simulatesIntegerLayer(const ir::Node& n) const {
+  return opts_.simulate_quantization && ir::integerLayerForm(n) != ir::IntegerLayerForm::kNone;
 }
 
 void Plan::addFakeQuantStep(int slot, const ir::ActivationQuant& aq, std::vector<std::string>* problems) {
@@ -355,7 +365,13 @@ void Plan::plan(const PlanScope* outer, std::vector<std::string>* problems) {
     Step step;
     step.node = &n;
     step.implicit_in = implicit[i];
-    for (const ir::Value* v : n.inputs()) step.in_slots.push_back(readSlot(v ? slot_of_[v->name()] : -1));
+    // An integer layer quantizes its float input itself (makeIntegerLayerKernel), so it reads the
+    // value, not the fake-quantized shadow.
+    const bool integer = simulatesIntegerLayer(n);
+    for (const ir::Value* v : n.inputs()) {
+      const int s = v ? slot_of_[v->name()] : -1;
+      step.in_slots.push_back(integer && step.in_slots.empty() ? s : readSlot(s));
+    }
     for (const ir::Value* v : n.outputs()) step.out_slots.push_back(v ? slot_of_[v->name()] : -1);
     const std::vector<DType> out_types = buildKernel(step, &my_scope, problems);
     for (size_t k = 0; k < step.out_slots.size(); ++k) {

@@ -113,6 +113,8 @@ class Plan {
   // Runs the step's kernel factory (again); returns the output dtypes it inferred.
   std::vector<DType> buildKernel(Step& step, const PlanScope* scope, std::vector<std::string>* problems);
   void addFakeQuantStep(int slot, const ir::ActivationQuant& aq, std::vector<std::string>* problems);
+  // Under simulate_quantization, whether node `n` runs as its integer form (lib/ir/dynamic_quant.h).
+  bool simulatesIntegerLayer(const ir::Node& n) const;
 
   const ir::Graph& graph_;
   PlanOptions opts_;

@@ -81,6 +81,8 @@ const std::vector<OpEntry>& table() {
       {"", "QuantizeLinear", makeQuantizeLinear}, {"", "DequantizeLinear", makeDequantizeLinear},
       {"", "DynamicQuantizeLinear", makeDynamicQuantizeLinear},
       {kMs, "MatMulNBits", makeMatMulNBits},
+      // integer_ops.cc
+      {"", "MatMulInteger", makeMatMulInteger}, {"", "ConvInteger", makeConvInteger},
   };
   return t;
 }

@@ -13,6 +13,12 @@
 //                other weight falls back to the DequantizeLinear form.
 //   activations  x -> QuantizeLinear -> DequantizeLinear -> readers, one pair per tensor (graph
 //                outputs keep their float value).
+//   dynamic      (ActivationQuant::dynamic) the forms of lib/ir/dynamic_quant.h: 8-bit per-tensor
+//                activations into 8-bit per-tensor/per-channel weights become ONNX Runtime's
+//                quantize_dynamic form, DynamicQuantizeLinear -> MatMulInteger / ConvInteger -> Cast ->
+//                Mul(x_scale * W_scale) (-> Add(bias)); other readers read DequantizeLinear of the
+//                DynamicQuantizeLinear, or (4/16-bit, symmetric, per token) a float decomposition with
+//                ReduceMin/ReduceMax (last axis for per token) -> Div/Round/Add/Clip/Sub/Mul.
 //   opset        raised (opset_upgrade.h) when the forms need it; the result says so.
 //
 // formats/ then only serializes. The result lists what was written per weight (form, bytes), which
@@ -34,7 +40,7 @@ struct LegalizeOptions {
 struct WrittenWeight {
   const ir::Value* weight = nullptr;  // identity only: the float value is erased by the lowering
   std::string name;
-  std::string form;                   // "DequantizeLinear" | "MatMulNBits"
+  std::string form;                   // "DequantizeLinear" | "MatMulNBits" | "MatMulInteger" | "ConvInteger"
   int64_t bytes = 0;                  // codes + scales + zero points as stored
 };
 
@@ -42,14 +48,19 @@ struct LegalizeResult {
   std::vector<WrittenWeight> weights;  // quantized weights and int32 biases, in lowering order
   int64_t int32_biases = 0;
   int64_t activation_pairs = 0;        // QuantizeLinear/DequantizeLinear pairs inserted
+  int64_t integer_layers = 0;          // layers written as MatMulInteger / ConvInteger
+  int64_t dynamic_activations = 0;     // dynamic activations read by other ops (DequantizeLinear or decomposition)
   int64_t opset_before = 0, opset_after = 0;
   std::vector<std::string> warnings;
 };
 
 LegalizeResult legalize(ir::Model& model, const LegalizeOptions& opts);
 
-// Pieces, for tests: weights (and biases) first, then activations.
+// Pieces, for tests, in the order legalize runs them: integer layers, weights (and biases), static
+// activations, then the remaining readers of dynamic activations.
+void lowerIntegerLayers(ir::Model& model, LegalizeResult& result);
 void lowerQuantizedWeights(ir::Model& model, const LegalizeOptions& opts, LegalizeResult& result);
 void lowerActivations(ir::Model& model, LegalizeResult& result);
+void lowerDynamicActivations(ir::Model& model, LegalizeResult& result);
 
 }  // namespace ptq::legalize

@@ -1,6 +1,6 @@
 // Activation lowering of legalize (legalize.h): ActivationQuant annotations (set by the qdq pass)
 // -> one QuantizeLinear -> DequantizeLinear pair per tensor, before its readers (a graph output keeps
-// its float value). Runs after the weights are lowered (it raises the opset for int4/int16
+// its float value; dynamic ones are lower_dynamic.cc's). Runs after the weights are lowered (it raises the opset for int4/int16
 // activations when needed).
 #include <unordered_map>
 
@@ -18,7 +18,7 @@ void lowerActivations(ir::Model& model, LegalizeResult& result) {
   std::vector<Value*> targets;
   int64_t opset_needed = 10;
   auto consider = [&](Value* v) {
-    if (!v || !v->act_quant) return;
+    if (!v || !v->act_quant || v->act_quant->dynamic) return;  // dynamic: lower_dynamic.cc
     targets.push_back(v);
     const DType t = v->act_quant->dtype;
     if (t != DType::kInt8 && t != DType::kUInt8) opset_needed = 21;

@@ -79,10 +79,21 @@ PTQ_FACTORY(makeQuantizeLinear);
 PTQ_FACTORY(makeDequantizeLinear);
 PTQ_FACTORY(makeDynamicQuantizeLinear);
 PTQ_FACTORY(makeMatMulNBits);
+// integer_ops.cc
+PTQ_FACTORY(makeMatMulInteger);
+PTQ_FACTORY(makeConvInteger);
 // The QuantizeLinear / DequantizeLinear arithmetic itself, in = {x, scale, zero point or empty}, so
 // simulated quantization (simulate_quant.cc) computes bit for bit what explicit Q/DQ nodes would.
 Tensor quantizeLinear(ExecContext& ctx, const TensorList& in, int64_t axis, int64_t block, DType out_t);
 Tensor dequantizeLinear(ExecContext& ctx, const TensorList& in, int64_t axis, int64_t block);
+
+// DynamicQuantizeLinear's arithmetic: x -> {x_q (uint8), scale (float32 scalar), zero point (uint8 scalar)}.
+TensorList dynamicQuantizeLinear(ExecContext& ctx, const Tensor& x);
+// The integer layers' arithmetic (integer_ops.cc), in = the ONNX node's inputs, so that simulated
+// dynamic quantization (simulate_quant.cc) computes bit for bit what the written nodes do.
+Tensor matMulInteger(ExecContext& ctx, const TensorList& in);
+struct Window;  // op_util.h
+Tensor convInteger(ExecContext& ctx, const TensorList& in, const Window& win, int64_t group);
 
 #undef PTQ_FACTORY
 

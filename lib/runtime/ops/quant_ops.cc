@@ -188,30 +188,32 @@ Kernel makeQuantizeLinear(const NodeInfo& info, std::vector<DType>& out_types) {
 }
 
 // DynamicQuantizeLinear: uint8, scale = (max(x,0) - min(x,0)) / 255, zero point rounded and clipped.
+TensorList dynamicQuantizeLinear(ExecContext& ctx, const Tensor& x) {
+  const float* px = x.data<float>();
+  float lo = 0.0f, hi = 0.0f;
+  for (int64_t i = 0, n = x.numel(); i < n; ++i) { lo = std::min(lo, px[i]); hi = std::max(hi, px[i]); }
+  const float scale = (hi - lo) / 255.0f;
+  const float zpf = scale == 0.0f ? 0.0f : std::nearbyint(std::min(255.0f, std::max(0.0f, 0.0f - lo / scale)));
+  const int32_t zp = static_cast<int32_t>(zpf);
+  Tensor y = ctx.alloc(DType::kUInt8, x.shape());
+  for (int64_t i = 0, n = x.numel(); i < n; ++i) {
+    const float q = scale == 0.0f ? 0.0f : std::nearbyint(px[i] / scale);
+    outData<uint8_t>(y)[i] = static_cast<uint8_t>(std::min(255.0f, std::max(0.0f, q + static_cast<float>(zp))));
+  }
+  Tensor s = ctx.alloc(DType::kFloat32, {});
+  *outData<float>(s) = scale;
+  Tensor z = ctx.alloc(DType::kUInt8, {});
+  *outData<uint8_t>(z) = static_cast<uint8_t>(zp);
+  return {std::move(y), std::move(s), std::move(z)};
+}
+
 Kernel makeDynamicQuantizeLinear(const NodeInfo& info, std::vector<DType>& out_types) {
   info.requireInputs(1, 1);
   info.requireType(0, {DType::kFloat32});
   out_types = {DType::kUInt8, DType::kFloat32, DType::kUInt8};
   return [](ExecContext& ctx, TensorList& in, TensorList& out) {
-    const Tensor& x = in[0];
-    const float* px = x.data<float>();
-    float lo = 0.0f, hi = 0.0f;
-    for (int64_t i = 0, n = x.numel(); i < n; ++i) { lo = std::min(lo, px[i]); hi = std::max(hi, px[i]); }
-    const float scale = (hi - lo) / 255.0f;
-    const float zpf = scale == 0.0f ? 0.0f : std::nearbyint(std::min(255.0f, std::max(0.0f, 0.0f - lo / scale)));
-    const int32_t zp = static_cast<int32_t>(zpf);
-    Tensor y = ctx.alloc(DType::kUInt8, x.shape());
-    for (int64_t i = 0, n = x.numel(); i < n; ++i) {
-      const float q = scale == 0.0f ? 0.0f : std::nearbyint(px[i] / scale);
-      outData<uint8_t>(y)[i] = static_cast<uint8_t>(std::min(255.0f, std::max(0.0f, q + static_cast<float>(zp))));
-    }
-    Tensor s = ctx.alloc(DType::kFloat32, {});
-    *outData<float>(s) = scale;
-    Tensor z = ctx.alloc(DType::kUInt8, {});
-    *outData<uint8_t>(z) = static_cast<uint8_t>(zp);
-    out[0] = std::move(y);
-    if (out.size() > 1) out[1] = std::move(s);
-    if (out.size() > 2) out[2] = std::move(z);
+    TensorList r = dynamicQuantizeLinear(ctx, in[0]);
+    for (size_t k = 0; k < out.size() && k < r.size(); ++k) out[k] = std::move(r[k]);
   };
 }
 
