@@ -33,6 +33,17 @@ ir::Tensor zeroPointTensor(ir::DType dtype, int32_t zero) {
   return t;
 }
 
+// Whether `v` reaches a graph output only through one bias Add (MatMul → Add(b) → logits, e.g. after
+// fold-norms gave an LM head a bias): like a graph output itself it stays float, since an 8-bit grid
+// before the bias would round the very values the user reads.
+bool onlyBiasedIntoGraphOutput(const ir::Graph& g, const ir::Value* v) {
+  if (!v || v->uses().size() != 1 || g.isGraphOutput(v)) return false;
+  const ir::Node* add = v->uses()[0].node;
+  if (add->opType() != "Add" || !add->domain().empty() || add->numInputs() != 2) return false;
+  const ir::Value* other = add->input(0) == v ? add->input(1) : add->input(0);
+  return other && other->isConstant() && g.isGraphOutput(add->output(0));
+}
+
 class QdqPass final : public pipeline::Pass {
  public:
   explicit QdqPass(bool observe_quantized) : observe_quantized_(observe_quantized) {}
@@ -61,7 +72,7 @@ class QdqPass final : public pipeline::Pass {
       const bool weight_op = n->opType() == "MatMul" || n->opType() == "Gemm" || n->opType() == "Conv";
       if (weight_op && layers.count(n)) {
         add(n->input(0));
-        add(n->output(0));
+        if (!onlyBiasedIntoGraphOutput(g, n->output(0))) add(n->output(0));
       } else if (!weight_op && n->domain().empty() && listed(n->opType())) {
         for (ir::Value* in : n->inputs()) add(in);
         for (ir::Value* out : n->outputs()) add(out);

@@ -270,7 +270,7 @@ class SmoothQuantPass final : public pipeline::Pass {
     if (a.present) {
       grid.bits = a.bits;
       grid.symmetric = a.symmetric;
-      grid.observer = a.observer;
+      grid.observer = a.dynamic ? "" : a.observer;  // dynamic: each tensor's own min/max
       grid.observer_options.percentile = a.percentile;
       grid.observer_options.momentum = a.momentum;
       grid.observer_options.bins = a.bins;
@@ -310,7 +310,9 @@ class SmoothQuantPass final : public pipeline::Pass {
     return d;
   }
 
-  static bool perToken(const pipeline::ActivationSettings&) { return false; }
+  static bool perToken(const pipeline::ActivationSettings& a) {
+    return a.present && a.dynamic && a.granularity == pipeline::ActivationGranularity::kToken;
+  }
 
   // The layer_alpha entry for a site: the last glob matching the norm's name or a reader's node or weight name.
   std::optional<double> layerAlpha(const Site& site) const {
