@@ -14,11 +14,14 @@
 #include "lib/ir/verifier.h"
 #include "lib/runtime/session.h"
 #include "passes/legalize/legalize.h"
+#include "support/agreement.h"
 #include "support/ort.h"
 #include "support/pipeline.h"
 #include "support/test_paths.h"
 
 using namespace ptq;
+using test::agree;
+using test::Agreement;
 
 namespace {
 
@@ -51,22 +54,6 @@ std::string zeros(int n) {
 
 bool sameBits(const ir::Tensor& a, const ir::Tensor& b) {
   return a.shape() == b.shape() && a.nbytes() == b.nbytes() && std::memcmp(a.data(), b.data(), a.nbytes()) == 0;
-}
-
-struct Agreement {
-  double cosine = 0, max_abs = 0;
-};
-Agreement agree(const ir::Tensor& a, const ir::Tensor& b) {
-  REQUIRE(a.shape() == b.shape());
-  const std::vector<float> x = a.toFloats(), y = b.toFloats();
-  double dot = 0, nx = 0, ny = 0, m = 0;
-  for (size_t i = 0; i < x.size(); ++i) {
-    dot += static_cast<double>(x[i]) * y[i];
-    nx += static_cast<double>(x[i]) * x[i];
-    ny += static_cast<double>(y[i]) * y[i];
-    m = std::max(m, std::fabs(static_cast<double>(x[i]) - y[i]));
-  }
-  return {nx == 0 && ny == 0 ? 1.0 : dot / std::sqrt(nx * ny), m};
 }
 
 ir::Tensor runOrt(const std::string& model_file, const std::string& input, const ir::Tensor& x, const std::string& dir) {

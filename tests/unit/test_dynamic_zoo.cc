@@ -15,12 +15,15 @@
 #include "formats/onnx/onnx_io.h"
 #include "lib/calib/npy.h"
 #include "lib/runtime/session.h"
+#include "support/agreement.h"
 #include "support/ort.h"
 #include "support/pipeline.h"
 #include "support/run_command.h"
 #include "support/test_paths.h"
 
 using namespace ptq;
+using test::agree;
+using test::Agreement;
 
 namespace {
 
@@ -31,22 +34,6 @@ std::string readAll(const std::string& p) {
   std::stringstream ss;
   ss << f.rdbuf();
   return ss.str();
-}
-
-struct Agreement {
-  double cosine = 0, max_abs = 0;
-};
-Agreement agree(const ir::Tensor& a, const ir::Tensor& b) {
-  REQUIRE(a.shape() == b.shape());
-  const std::vector<float> x = a.toFloats(), y = b.toFloats();
-  double dot = 0, nx = 0, ny = 0, m = 0;
-  for (size_t i = 0; i < x.size(); ++i) {
-    dot += static_cast<double>(x[i]) * y[i];
-    nx += static_cast<double>(x[i]) * x[i];
-    ny += static_cast<double>(y[i]) * y[i];
-    m = std::max(m, std::fabs(static_cast<double>(x[i]) - y[i]));
-  }
-  return {dot / std::sqrt(nx * ny), m};
 }
 
 ir::Tensor readRaw(const std::string& path, ir::DType t, const ir::Shape& shape, int64_t skip) {

@@ -11,32 +11,18 @@
 #include "formats/onnx/onnx_io.h"
 #include "lib/calib/npy.h"
 #include "lib/runtime/session.h"
+#include "support/agreement.h"
 #include "support/ort.h"
 #include "support/pipeline.h"
 #include "support/test_paths.h"
 
 using namespace ptq;
+using test::agree;
+using test::Agreement;
 
 namespace {
 
 const std::string kSrc = PTQ_SOURCE_DIR;
-
-struct Agreement {
-  double cosine = 0, max_abs = 0;
-};
-
-Agreement agree(const ir::Tensor& a, const ir::Tensor& b) {
-  REQUIRE(a.shape() == b.shape());
-  const std::vector<float> x = a.toFloats(), y = b.toFloats();
-  double dot = 0, nx = 0, ny = 0, m = 0;
-  for (size_t i = 0; i < x.size(); ++i) {
-    dot += static_cast<double>(x[i]) * y[i];
-    nx += static_cast<double>(x[i]) * x[i];
-    ny += static_cast<double>(y[i]) * y[i];
-    m = std::max(m, std::fabs(static_cast<double>(x[i]) - y[i]));
-  }
-  return {dot / std::sqrt(nx * ny), m};
-}
 
 struct Case {
   std::string name, model, input, calib_arg;  // calib_arg: NAME=FILE or a token file
