@@ -44,6 +44,16 @@ bool onlyBiasedIntoGraphOutput(const ir::Graph& g, const ir::Value* v) {
   return other && other->isConstant() && g.isGraphOutput(add->output(0));
 }
 
+// The main-graph nodes of the plan's layers whose activations are quantized.
+std::set<const ir::Node*> activationLayers(pipeline::QuantPlan& plan, const ir::Graph& g) {
+  std::set<const ir::Node*> layers;
+  for (pipeline::LayerPlan* l : plan.active())
+    if (l->quantize_activations)
+      for (ir::Node* n : l->readers)
+        if (n->graph() == &g) layers.insert(n);
+  return layers;
+}
+
 class QdqPass final : public pipeline::Pass {
  public:
   explicit QdqPass(bool observe_quantized) : observe_quantized_(observe_quantized) {}
@@ -63,11 +73,7 @@ class QdqPass final : public pipeline::Pass {
       values.push_back(v);
     };
     auto listed = [&](const std::string& op) { return std::find(a.op_types.begin(), a.op_types.end(), op) != a.op_types.end(); };
-    std::set<const ir::Node*> layers;
-    for (pipeline::LayerPlan* l : ctx.plan.active())
-      if (l->quantize_activations)
-        for (ir::Node* n : l->readers)
-          if (n->graph() == &g) layers.insert(n);
+    const std::set<const ir::Node*> layers = activationLayers(ctx.plan, g);
     for (ir::Node* n : g.nodes()) {
       const bool weight_op = n->opType() == "MatMul" || n->opType() == "Gemm" || n->opType() == "Conv";
       if (weight_op && layers.count(n)) {
@@ -141,11 +147,7 @@ class QdqPass final : public pipeline::Pass {
   pipeline::PassResult markDynamic(ir::Model& model, pipeline::PassContext& ctx) {
     const pipeline::ActivationSettings& a = ctx.config.activations;
     ir::Graph& g = *model.graph;
-    std::set<const ir::Node*> layers;
-    for (pipeline::LayerPlan* l : ctx.plan.active())
-      if (l->quantize_activations)
-        for (ir::Node* n : l->readers)
-          if (n->graph() == &g) layers.insert(n);
+    const std::set<const ir::Node*> layers = activationLayers(ctx.plan, g);
     runtime::SessionOptions so;
     so.threads = ctx.threads;
     const runtime::Session session(model, so);  // for the value types only

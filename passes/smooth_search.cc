@@ -84,15 +84,6 @@ std::vector<double> smoothingScales(const std::vector<float>& act_absmax, const 
   return s;
 }
 
-std::vector<float> weightAbsMax(const std::vector<LinearTerm>& linears, int64_t channels) {
-  std::vector<float> m(static_cast<size_t>(channels), 0.0f);
-  for (const LinearTerm& l : linears)
-    for (int64_t j = 0; j < channels; ++j)
-      for (int64_t o = 0; o < l.out; ++o)
-        m[static_cast<size_t>(j)] = std::max(m[static_cast<size_t>(j)], std::fabs(l.w[static_cast<size_t>(j * l.out + o)]));
-  return m;
-}
-
 std::vector<std::vector<float>> referenceOutputs(const std::vector<float>& rows, int64_t n, int64_t channels,
                                                  const std::vector<LinearTerm>& linears) {
   std::vector<std::vector<float>> ref;

@@ -41,8 +41,6 @@ struct LinearTerm {
 // channel, w = max |W[j, :]| over all the linears.
 std::vector<double> smoothingScales(const std::vector<float>& act_absmax, const std::vector<float>& weight_absmax,
                                     double alpha);
-// max_k |W_k[j, :]| per input channel j.
-std::vector<float> weightAbsMax(const std::vector<LinearTerm>& linears, int64_t channels);
 
 // Σ_k ‖Q_a(X · diag(1/s)) · Q_w(diag(s) · W_k) − X · W_k‖² over the rows X [n, C] (s empty:
 // unsmoothed). `reference` holds X · W_k per k (referenceOutputs).

@@ -11,6 +11,14 @@ namespace {
 
 bool isOp(const Node* n, const char* op) { return n && n->domain().empty() && n->opType() == op; }
 
+// Each node's index in graph order.
+std::unordered_map<const Node*, size_t> nodePositions(const Graph& g) {
+  std::unordered_map<const Node*, size_t> pos;
+  size_t i = 0;
+  for (const Node* n : g.nodes()) pos[n] = i++;
+  return pos;
+}
+
 // The single node reading `v` (and only once), or null. Graph outputs count as a second reader.
 Node* soleReader(const Value* v) {
   if (!v || v->uses().size() != 1 || v->producer() == nullptr) return nullptr;
@@ -286,9 +294,7 @@ std::vector<NormMatch> matchNorms(Graph& g) {
   }
   // Decomposed norms are found at their variance ReduceMean, after a LayerNorm's mean ReduceMean:
   // order by the first node's position so "in graph order" holds.
-  std::unordered_map<const Node*, size_t> pos;
-  size_t i = 0;
-  for (const Node* n : g.nodes()) pos[n] = i++;
+  std::unordered_map<const Node*, size_t> pos = nodePositions(g);
   for (NormMatch& m : out)
     std::sort(m.nodes.begin(), m.nodes.end(), [&](const Node* a, const Node* b) { return pos[a] < pos[b]; });
   std::stable_sort(out.begin(), out.end(),
@@ -335,10 +341,8 @@ LinearReaders linearReaders(Value* v) {
     }
   }
   if (!r.ok()) r.linears.clear();
-  std::unordered_map<const Node*, size_t> pos;
   if (!r.linears.empty()) {
-    size_t i = 0;
-    for (const Node* n : r.linears.front().node->graph()->nodes()) pos[n] = i++;
+    std::unordered_map<const Node*, size_t> pos = nodePositions(*r.linears.front().node->graph());
     std::sort(r.linears.begin(), r.linears.end(),
               [&](const LinearMatch& a, const LinearMatch& b) { return pos[a.node] < pos[b.node]; });
   }

@@ -327,13 +327,13 @@ TEST_CASE("smoothing arithmetic on hand-computed values", "[smooth]") {
   t.out = 3;
   t.w = {0.5f, -1, 0.25f, 1, 0.75f, -0.5f, 0.1f, 0.2f, -0.3f, -1, 0.5f, 1};
   t.settings = &w8;
-  const std::vector<LinearTerm> terms{t};
+  const std::vector<LinearTerm> terms{t};  // max |W[j, :]| per input row j: 1, 1, 0.3, 1
   const auto ref = referenceOutputs(rows, n, c, terms);
   ActivationGrid grid;
   const double plain = quantizedOutputError(rows, n, c, stats, terms, ref, {}, grid);
   const double ones = quantizedOutputError(rows, n, c, stats, terms, ref, std::vector<double>(c, 1.0), grid);
   const double smoothed =
-      quantizedOutputError(rows, n, c, stats, terms, ref, smoothingScales(stats.absmax, weightAbsMax(terms, c), 0.5), grid);
+      quantizedOutputError(rows, n, c, stats, terms, ref, smoothingScales(stats.absmax, {1.0f, 1.0f, 0.3f, 1.0f}, 0.5), grid);
   CHECK(ones == plain);
   CHECK(plain > 0.0);
   CHECK(smoothed < 0.5 * plain);
