@@ -9,7 +9,13 @@ namespace ptq::pipeline {
 
 PassManager PassManager::fromConfig(const QuantConfig& config, bool verify_each) {
   PassManager pm(verify_each);
-  for (const PassSpec& p : config.pipeline) pm.passes_.push_back(p.info->create(p.options));
+  for (const PassSpec& p : config.pipeline) {
+    try {  // options that only make sense together are checked when the pass is built
+      pm.passes_.push_back(p.info->create(p.options));
+    } catch (const Error& e) {
+      throw e.withContext(config.source);
+    }
+  }
   return pm;
 }
 

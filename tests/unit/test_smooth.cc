@@ -13,6 +13,7 @@
 #include "lib/calib/npy.h"
 #include "lib/driver/eval_metrics.h"
 #include "lib/ir/patterns.h"
+#include "lib/pipeline/pass_manager.h"
 #include "lib/runtime/session.h"
 #include "lib/util/error.h"
 #include "passes/linear_rewrite.h"
@@ -463,4 +464,16 @@ TEST_CASE("w8a8-smooth recovers W8A8 accuracy on a planted-outlier copy of the G
   CHECK(smooth < naive / 4);
   CHECK(alone < 0.005);
   CHECK(alone < naive / 4);
+}
+
+TEST_CASE("smooth-quant: alpha_min above alpha_max is an error naming the config, before any pass runs", "[smooth][config]") {
+  const pipeline::QuantConfig config = test::parseConfig(
+      R"({"pipeline": ["smooth-quant"], "passes": {"smooth-quant": {"auto_alpha": true, "alpha_min": 0.8, "alpha_max": 0.2}}})");
+  try {
+    pipeline::PassManager::fromConfig(config, false);
+    FAIL("expected an error");
+  } catch (const ptq::Error& e) {
+    CHECK(e.code() == ptq::ExitCode::kUsage);
+    CHECK_THAT(e.what(), Catch::StartsWith("test.json: passes.smooth-quant: alpha_min"));
+  }
 }
