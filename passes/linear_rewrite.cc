@@ -17,21 +17,16 @@ ir::Value* ownConstant(ir::Node* n, int slot, pipeline::QuantPlan& plan, const s
   return mine;
 }
 
-namespace {
-
-// The layer's weight / bias data, private to it (ownConstant), for in-place edits.
-float* ownedWeight(ir::LinearMatch& l, pipeline::QuantPlan& plan, const std::string& pass) {
+float* ownedWeightData(ir::LinearMatch& l, pipeline::QuantPlan& plan, const std::string& pass) {
   if (l.weight_view) throwInternal(pass + ": " + l.node->describe() + " reads its weight through a Transpose: materialize it first");
   l.weight = ownConstant(l.node, 1, plan, pass);
   return l.weight->initializer.mutableData<float>();
 }
 
-float* ownedBias(ir::LinearMatch& l, pipeline::QuantPlan& plan, const std::string& pass) {
+float* ownedBiasData(ir::LinearMatch& l, pipeline::QuantPlan& plan, const std::string& pass) {
   l.bias = ownConstant(l.bias_add ? l.bias_add : l.node, l.bias_input, plan, pass);
   return l.bias->initializer.mutableData<float>();
 }
-
-}  // namespace
 
 void materializeWeight(ir::LinearMatch& l, pipeline::QuantPlan& plan, const pipeline::QuantConfig& config,
                        const std::string& pass) {
@@ -57,7 +52,7 @@ void materializeWeight(ir::LinearMatch& l, pipeline::QuantPlan& plan, const pipe
 }
 
 void scaleInputRows(ir::LinearMatch& l, const std::vector<double>& s, pipeline::QuantPlan& plan, const std::string& pass) {
-  float* w = ownedWeight(l, plan, pass);
+  float* w = ownedWeightData(l, plan, pass);
   for (int64_t i = 0; i < l.in_features; ++i)
     for (int64_t o = 0; o < l.out_features; ++o) {
       float& x = w[l.index(i, o)];
@@ -67,14 +62,14 @@ void scaleInputRows(ir::LinearMatch& l, const std::vector<double>& s, pipeline::
 
 void scaleOutputColumns(ir::LinearMatch& l, const std::vector<double>& s, pipeline::QuantPlan& plan,
                         const std::string& pass) {
-  float* w = ownedWeight(l, plan, pass);
+  float* w = ownedWeightData(l, plan, pass);
   for (int64_t i = 0; i < l.in_features; ++i)
     for (int64_t o = 0; o < l.out_features; ++o) {
       float& x = w[l.index(i, o)];
       x = static_cast<float>(static_cast<double>(x) * s[static_cast<size_t>(o)]);
     }
   if (l.bias) {
-    float* b = ownedBias(l, plan, pass);
+    float* b = ownedBiasData(l, plan, pass);
     for (int64_t o = 0; o < l.out_features; ++o)
       b[o] = static_cast<float>(static_cast<double>(b[o]) * s[static_cast<size_t>(o)]);
   }
@@ -92,7 +87,7 @@ void addToBias(ir::LinearMatch& l, const std::vector<double>& delta, pipeline::Q
   }
   const double div = gemm ? static_cast<double>(l.beta) : 1.0;
   if (l.bias) {
-    float* b = ownedBias(l, plan, pass);
+    float* b = ownedBiasData(l, plan, pass);
     for (int64_t o = 0; o < l.out_features; ++o)
       b[o] = static_cast<float>(static_cast<double>(b[o]) + delta[static_cast<size_t>(o)] / div);
     return;

@@ -21,6 +21,11 @@ ir::Value* ownConstant(ir::Node* n, int slot, pipeline::QuantPlan& plan, const s
 void materializeWeight(ir::LinearMatch& l, pipeline::QuantPlan& plan, const pipeline::QuantConfig& config,
                        const std::string& pass);
 
+// The layer's weight / bias data, made private to it first (ownConstant), for in-place edits; the
+// layer must have a bias for ownedBiasData. A tied head must be materialized first.
+float* ownedWeightData(ir::LinearMatch& l, pipeline::QuantPlan& plan, const std::string& pass);
+float* ownedBiasData(ir::LinearMatch& l, pipeline::QuantPlan& plan, const std::string& pass);
+
 // W[i][:] *= s[i] for every input channel i (s has in_features entries).
 void scaleInputRows(ir::LinearMatch& l, const std::vector<double>& s, pipeline::QuantPlan& plan, const std::string& pass);
 // W[:][o] *= s[o] and bias[o] *= s[o] for every output channel o.
