@@ -18,6 +18,7 @@ const char* kPass = "hadamard-rotation";
 struct RotationOptions {
   std::string online = "mlp";  // mlp | all | none
   bool randomize = true;
+  bool online_signs = true;
 };
 
 // Whether a writer reads the attention's context (MatMul(probs, v), reshaped / transposed): the
@@ -131,12 +132,17 @@ class HadamardRotationPass final : public pipeline::Pass {
       if (!t.exact())
         ctx.warnings.push_back(fmt::format("{}: online Hadamard before {} is block-diagonal {}", kPass, l->node->describe(),
                                            t.describe()));
-      ir::Value* x = insertOnlineHadamard(g, l->node, l->input, t, layerName(*l), &online_nodes);
+      // Random signs online too: without them, whatever the weight's rows share (their mean, smooth
+      // patterns) would collect in a few rows of Hᵀ·W and hurt its quantization.
+      const std::vector<double> d = quant::randomSigns(l->in_features, ctx.seed ^ (0x0D11E5ull + online_done));
+      const std::vector<double>* dp = o_.online_signs ? &d : nullptr;
+      ir::Value* x = insertOnlineHadamard(g, l->node, l->input, t, dp, layerName(*l), &online_nodes);
       l->node->setInput(0, x);
       l->input = x;
-      rotateLinearInput(*l, AxisTransform{&t, nullptr, false}, ctx.plan, kPass, threads);
+      rotateLinearInput(*l, AxisTransform{&t, dp, false}, ctx.plan, kPass, threads);
       noteLayer(ctx.plan, *l, kPass, "online Hadamard " + t.describe() + " on its input, Hᵀ folded into the weight");
       for (int64_t f : t.sizes) online_constant_bytes += f * f * 4;
+      if (dp) online_constant_bytes += l->in_features * 4;
       ++online_done;
     }
     if (converted) g.removeDeadCode();
@@ -181,12 +187,16 @@ pipeline::PassInfo hadamardRotationPassInfo() {
                          "online Hadamard before the MLP down-projections, also before the attention output projections, "
                          "or nowhere"),
       OptionSpec::flag("randomize", true, "random ±1 signs (from the config's seed) in Q = D·H/√n; false: plain H/√n"),
+      OptionSpec::flag("online_signs", true,
+                       "the online Hadamard multiplies by random ±1 signs first (one Mul by a constant vector), so the "
+                       "folded Hᵀ·D·W keeps no structured outlier rows"),
   };
   info.traits.needs_float_weights = true;
   info.create = [](const pipeline::OptionValues& v) -> std::unique_ptr<pipeline::Pass> {
     RotationOptions o;
     o.online = v.text("online");
     o.randomize = v.flag("randomize");
+    o.online_signs = v.flag("online_signs");
     return std::make_unique<HadamardRotationPass>(o);
   };
   return info;

@@ -29,10 +29,15 @@ ir::Value* addOp(ir::Graph& g, ir::Node* before, const std::string& op, const st
 }  // namespace
 
 ir::Value* insertOnlineHadamard(ir::Graph& g, ir::Node* before, ir::Value* x, const quant::HadamardTransform& t,
-                                const std::string& base, int64_t* nodes_added) {
+                                const std::vector<double>* signs, const std::string& base, int64_t* nodes_added) {
   int64_t local = 0;
   int64_t* added = nodes_added ? nodes_added : &local;
   const size_t k = t.sizes.size();
+  if (signs) {
+    std::vector<float> d(signs->begin(), signs->end());
+    ir::Value* dv = g.addInitializer(g.uniqueName(base + "_hadamard_signs"), ir::Tensor::fromFloats({t.n}, d));
+    x = addOp(g, before, "Mul", {x, dv}, base + "/hadamard_signs", added);
+  }
   if (k == 0) return x;  // identity (no construction for any block size > 1)
   if (k == 1 && t.blocks == 1) {
     ir::Value* f = floatMatrix(g, base + "_hadamard_" + std::to_string(t.sizes[0]), t.factors[0], t.sizes[0], false);

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "lib/ir/graph.h"
 #include "lib/ir/patterns.h"
@@ -14,9 +15,10 @@ namespace ptq::passes {
 //   Reshape(x, [-1, f_1, r_1]) → MatMul(F_1ᵀ, ·) → ... → Reshape(·, [-1, f_k]) → MatMul(·, F_k) → Reshape(·, Shape(x))
 // where r_i = Π_{j>i} f_j (leading blocks of a block-diagonal T are untouched). The constants are
 // f_i × f_i floats (kilobytes), the work n·Σ f_i per row. A single factor is one MatMul(x, F).
+// With `signs` (n entries ±1), x is first multiplied by them (Mul by a constant [n]): y = (x ∘ d)·T.
 // Returns y; `x`'s other readers are unchanged. `nodes_added` counts the inserted nodes.
 ir::Value* insertOnlineHadamard(ir::Graph& g, ir::Node* before, ir::Value* x, const quant::HadamardTransform& t,
-                                const std::string& base, int64_t* nodes_added);
+                                const std::vector<double>* signs, const std::string& base, int64_t* nodes_added);
 
 // Whether `m`'s nodes can be rewritten as an RMSNorm (a fused LayerNormalization may not expose its
 // optional Mean / InvStdDev outputs); `why` says what stops it.

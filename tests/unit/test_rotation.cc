@@ -208,9 +208,10 @@ TEST_CASE("hadamard-rotation on text-format graphs of non-power-of-two and uncon
     CHECK(counter(run, "hadamard-rotation", "readers_rotated") == (c.layer_norm ? 2 : 3));
     // The fallback is reported.
     CHECK(run.report.warnings.size() == (c.hidden == 156 ? 2u : 0u));
-    // The online constants: one small matrix per factor (kilobytes), e.g. 36² + 32² floats for 1152.
+    // The online constants: one small matrix per factor (kilobytes), e.g. 36² + 32² floats for 1152, and the signs.
     int64_t bytes = 0;
     for (const auto& f : quant::hadamardTransform(c.mlp).sizes) bytes += f * f * 4;
+    bytes += c.mlp * 4;  // the online signs
     CHECK(counter(run, "hadamard-rotation", "online_hadamard_constant_bytes") == bytes);
     CHECK(bytes < 16 * 1024);
     runtime::Session after(m);
