@@ -4,12 +4,13 @@
 #include "passes/hadamard_rotation.h"
 #include "passes/qdq.h"
 #include "passes/rtn.h"
+#include "passes/scale_reparam.h"
 #include "passes/smooth_quant.h"
 
 namespace ptq::passes {
 
 const pipeline::PassTable& builtinPasses() {
-  static const pipeline::PassTable table = {foldNormsPassInfo(), smoothQuantPassInfo(), hadamardRotationPassInfo(), rtnPassInfo(), qdqPassInfo()};
+  static const pipeline::PassTable table = {foldNormsPassInfo(), smoothQuantPassInfo(), hadamardRotationPassInfo(), scaleReparamPassInfo(), rtnPassInfo(), qdqPassInfo()};
   return table;
 }
 
