@@ -68,7 +68,7 @@ std::string values(int64_t count, uint64_t seed, double scale, double offset = 0
 
 // A one-block pre-norm LM in ONNX text: embedding, norm, gated MLP (SwiGLU) or GELU-free fc1/Relu/fc2
 // with biases (LayerNorm variant), residual add, final norm, head.
-std::string blockModel(int64_t hidden, int64_t mlp, bool layer_norm) {
+std::string blockModel(int64_t hidden, int64_t mlp, bool layer_norm, bool tied_head = false) {
   const int64_t vocab = 16;
   std::ostringstream t;
   t << "<ir_version: 8, opset_import: [\"\" : 17]>\n";
@@ -107,7 +107,8 @@ std::string blockModel(int64_t hidden, int64_t mlp, bool layer_norm) {
   }
   t << "  x1 = Add(x0, d)\n";
   norm("x1", "nf", "g2", "b2");
-  t << "  logits = MatMul(nf, head)\n}\n";
+  if (tied_head) t << "  embt = Transpose(emb)\n  logits = MatMul(nf, embt)\n}\n";
+  else t << "  logits = MatMul(nf, head)\n}\n";
   return t.str();
 }
 
@@ -236,6 +237,28 @@ TEST_CASE("hadamard-rotation on text-format graphs of non-power-of-two and uncon
       CHECK(maxRelativeError(calib::readNpy(a + ".ort/logits.npy"), calib::readNpy(b + ".ort/logits.npy")) <= 1e-4);
     }
   }
+}
+
+TEST_CASE("hadamard-rotation unties a tied LM head before rotating", "[rotation]") {
+  const std::string text = blockModel(128, 256, false, true);
+  const ir::Model original = onnx_io::parseModelText(text);
+  const ir::Tensor feed = ir::Tensor::fromInt64s({1, 6}, {3, 1, 4, 1, 5, 9});
+  runtime::Session before(original);
+  const ir::Tensor ref = before.run({{"ids", feed}}).at("logits");
+  ir::Model m = onnx_io::parseModelText(text);
+  driver::PipelineRun run = driver::runPipeline(
+      m, test::parseConfig(R"({"pipeline": ["fold-norms", "hadamard-rotation", "rtn"], "weights": {"bits": 8}})"), nullptr, 0, true);
+  // fold-norms already gave the head its own Eᵀ (its norm had γ ≠ 1); either way E·Q feeds the Gather
+  // and Qᵀ·Eᵀ the head.
+  CHECK(counter(run, "fold-norms", "tied_weights_untied") + counter(run, "hadamard-rotation", "tied_weights_untied") == 1);
+  for (ir::Node* n : m.graph->nodes()) CHECK(n->opType() != "Transpose");
+  runtime::Session after(m);
+  // 8-bit weights: close, not exact; the float check is the rotation alone below.
+  CHECK(maxRelativeError(ref, after.run({{"ids", feed}}).at("logits")) <= 2e-2);
+  ir::Model f = onnx_io::parseModelText(text);
+  driver::runPipeline(f, test::parseConfig(R"({"pipeline": ["fold-norms", "hadamard-rotation"]})"), nullptr, 0, true);
+  runtime::Session rotated(f);
+  CHECK(maxRelativeError(ref, rotated.run({{"ids", feed}}).at("logits")) <= 1e-4);
 }
 
 TEST_CASE("hadamard-rotation: the seed decides the signs; same seed, same bytes", "[rotation][determinism]") {
