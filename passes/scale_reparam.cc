@@ -235,7 +235,7 @@ pipeline::PassInfo scaleReparamPassInfo() {
   info.summary =
       "RepQ-ViT: per-channel post-LayerNorm activation ranges (from calibration data) turned into one per-tensor scale "
       "by adjusting the norm's γ, β and the next linears' weights and biases (function-preserving); with softmax_bits, "
-      "attention probabilities quantized on a log√2 grid (float ops; clip from percentiles by L2 error).";
+      "attention probabilities fake-quantized on a log√2 or uniform grid (float ops; clip from percentiles by L2 error).";
   info.options = {
       OptionSpec::flag("norms", true, "reparameterize the post-LayerNorm activations"),
       OptionSpec::integer("softmax_bits", 0, 0, 8, "bits of the post-Softmax quantizer (0 = none)"),
