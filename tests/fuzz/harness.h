@@ -21,7 +21,8 @@ using Harness = void (*)(const uint8_t* data, size_t size);
 // by "../secret.bin" and through a symlink): a model whose weights carry the secret aborts.
 void onnxModel(const uint8_t* data, size_t size);
 // bytes (checksums recomputed so mutations get past them) -> .ptq file -> inspect -> read -> legalize
-// -> serialize.
+// -> serialize. (Built with PTQ_FUZZ_READERS_ONLY, the fuzz build's reader-only library, it stops after
+// read; there is no config target either: those two need the passes.)
 void packedFile(const uint8_t* data, size_t size);
 void npy(const uint8_t* data, size_t size);
 void npz(const uint8_t* data, size_t size);
