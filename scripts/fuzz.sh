@@ -9,6 +9,7 @@
 # and keep it in tests/fuzz/regressions/<target>/ (the normal test suite replays that folder).
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]   SECONDS per target (default 60); targets: onnx ptq npy npz pb config
+#   PTQ_FUZZ_NO_BUILD=1 scripts/fuzz.sh ... run the targets already built in build-fuzz/
 #
 # Exit status: 0 no finding; 1 a finding or a build failure; 77 when clang-14 / libFuzzer are not
 # installed (scripts/setup-deps.sh installs them when it can), after saying so.
@@ -40,10 +41,14 @@ fi
 # --- build (ccache keys on paths relative to the checkout, as scripts/test.sh does)
 export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=1
 jobs="${PTQ_JOBS:-$(nproc)}"
-say "building the fuzz targets in $build (clang-14, ASan + UBSan + coverage)"
-cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER="$cc" -DCMAKE_CXX_COMPILER="$cxx" \
-  -DPTQ_FUZZ=ON -DPTQ_BUILD_TESTS=OFF >/dev/null
-nice cmake --build "$build" -j "$jobs" --target fuzz_targets
+if [[ "${PTQ_FUZZ_NO_BUILD:-0}" == 1 ]]; then
+  say "PTQ_FUZZ_NO_BUILD=1: using the fuzz targets already in $build"
+else
+  say "building fuzz_${targets[*]} in $build (clang-14, ASan + UBSan + coverage)"
+  cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER="$cc" -DCMAKE_CXX_COMPILER="$cxx" \
+    -DPTQ_FUZZ=ON -DPTQ_BUILD_TESTS=OFF >/dev/null
+  nice cmake --build "$build" -j "$jobs" --target "${targets[@]/#/fuzz_}"
+fi
 
 # --- seeds
 seeds="$build/seeds"
