@@ -263,7 +263,7 @@ QuantConfig parseConfig(const std::string& text, const std::string& source, cons
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for a number like 1E999
     throwUsage(source + ": not valid JSON: " + e.what());
   }
   QuantConfig c;
