@@ -128,6 +128,9 @@ class QdqPass final : public pipeline::Pass {
       q->scale = ir::Tensor::fromFloats({}, {r.params.scale});
       q->zero_point = zeroPointTensor(dtype, r.params.zero);
       observed[i]->act_quant = q;
+      if (quant::isClampedScale(r.params.scale))
+        ctx.warnings.push_back("qdq: activation '" + observed[i]->name() + "': range [" + std::to_string(r.lo) + ", " +
+                               std::to_string(r.hi) + "] would need a denormal scale: clamped to 2^-126");
       spdlog::debug("qdq: {} range [{}, {}] scale {} zero {}", observed[i]->name(), r.lo, r.hi, r.params.scale, r.params.zero);
     }
     const int64_t biases = annotateBiases(g);

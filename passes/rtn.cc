@@ -21,7 +21,7 @@ class RtnPass final : public pipeline::Pass {
 
   pipeline::PassResult run(ir::Model&, pipeline::PassContext& ctx) override {
     pipeline::PassResult result;
-    int64_t quantized = 0, already = 0;
+    int64_t quantized = 0, already = 0, clamped_scales = 0;
     for (pipeline::LayerPlan* l : ctx.plan.active()) {
       if (l->weight->quant) {  // an earlier pass (e.g. gptq) already decided this weight
         ++already;
@@ -35,12 +35,21 @@ class RtnPass final : public pipeline::Pass {
       }
       l->weight->quant->method = "rtn";
       ++quantized;
+      int64_t clamped = 0;
+      const ir::Tensor& s = l->weight->quant->scales;
+      for (int64_t i = 0; i < s.numel(); ++i) clamped += quant::isClampedScale(s.data<float>()[i]);
+      if (clamped) {
+        clamped_scales += clamped;
+        ctx.warnings.push_back("rtn: " + l->label() + ": " + std::to_string(clamped) + " of " + std::to_string(s.numel()) +
+                               " weight scales would be denormal or 0 (values below ~1e-36): clamped to 2^-126");
+      }
       spdlog::debug("rtn: {} -> {}-bit {} sqnr {:.1f} dB", l->label(), l->weights.bits,
                     quant::granularityName(l->weights.granularity), l->weight->quant->sqnr_db);
     }
     result.changed = quantized > 0;
     result.counters["weights_quantized"] = quantized;
     result.counters["weights_already_quantized"] = already;
+    result.counters["scales_clamped"] = clamped_scales;
     return result;
   }
 

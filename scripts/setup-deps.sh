@@ -5,6 +5,11 @@
 #   scripts/setup-deps.sh            # Debian packages + scripts/ort/node_modules/onnxruntime-node
 #   PTQ_SKIP_NODE=1 scripts/setup-deps.sh   # Debian packages only (no Node.js, no ONNX Runtime)
 #   PTQ_VERBOSE=1 scripts/setup-deps.sh     # show apt/npm output
+#   PTQ_SKIP_FUZZ=1 scripts/setup-deps.sh   # without the optional fuzzing toolchain
+#
+# The fuzzing toolchain (clang-14, libclang-rt-14-dev, libfuzzer-14-dev, libomp-14-dev: scripts/fuzz.sh)
+# is optional: when apt cannot install it, this says so and goes on; the fuzz step then reports itself
+# skipped.
 #
 # Runs as root, or through sudo when not root. Exit status non-zero with a message on any failure.
 set -euo pipefail
@@ -64,6 +69,27 @@ if ((${#missing[@]})); then
   ((${#still[@]} == 0)) || die "packages still not installed after apt-get: ${still[*]}"
 else
   say "Debian packages: all ${#packages[@]} present"
+fi
+
+# Optional: the fuzzing toolchain. A failure here is reported, never fatal.
+fuzz_packages=(clang-14 libclang-rt-14-dev libfuzzer-14-dev libomp-14-dev)
+if [[ "${PTQ_SKIP_FUZZ:-0}" != 1 ]]; then
+  fuzz_missing=()
+  for p in "${fuzz_packages[@]}"; do installed "$p" || fuzz_missing+=("$p"); done
+  if ((${#fuzz_missing[@]} == 0)); then
+    say "fuzzing toolchain: present (${fuzz_packages[*]})"
+  elif ! command -v apt-get >/dev/null 2>&1 || { [[ "$(id -u)" != 0 ]] && ! command -v sudo >/dev/null 2>&1; }; then
+    say "fuzzing toolchain not installed and cannot be (${fuzz_missing[*]}): scripts/fuzz.sh will skip"
+  else
+    sudo_f=(); [[ "$(id -u)" == 0 ]] || sudo_f=(sudo)
+    say "installing the optional fuzzing toolchain: ${fuzz_missing[*]}"
+    if ! "${sudo_f[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${fuzz_missing[@]}" \
+        >"$log" 2>&1 && ! { "${sudo_f[@]}" apt-get update >"$log" 2>&1 && "${sudo_f[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y --no-install-recommends "${fuzz_missing[@]}" >"$log" 2>&1; }; then
+      tail -n 5 "$log" >&2
+      say "could not install the fuzzing toolchain (optional): scripts/fuzz.sh will skip"
+    fi
+  fi
 fi
 
 if [[ "${PTQ_SKIP_NODE:-0}" == 1 ]]; then

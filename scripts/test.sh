@@ -3,6 +3,8 @@
 #   scripts/test.sh              Release build in build/, all tests
 #   scripts/test.sh --sanitize   ASan+UBSan build in build-asan/, all tests
 # Extra arguments after -- go to ctest (e.g. scripts/test.sh -- -R config).
+# After the suite, the Release run fuzzes every reader for PTQ_FUZZ_SECONDS seconds each (default 20;
+# 0 turns it off) through scripts/fuzz.sh; a finding fails the run, a missing clang is reported as skipped.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="$root/build"
@@ -39,4 +41,18 @@ passed="$(count ' Passed +[0-9.]+ sec$')"
 skipped="$(count '\*\*\*Skipped +[0-9.]+ sec$')"
 total="$(count '.')"
 echo "test.sh: $passed passed, $((total - passed - skipped)) failed, $skipped skipped (of $total tests; skipped ones are listed above as '(Skipped)')"
+
+# Bounded fuzzing of the readers (Release runs only; the sanitizer run has its own purpose).
+fuzz_seconds="${PTQ_FUZZ_SECONDS:-20}"
+if [[ "$build" == "$root/build" && "$fuzz_seconds" != 0 ]]; then
+  fuzz_status=0
+  "$root/scripts/fuzz.sh" "$fuzz_seconds" || fuzz_status=$?
+  case "$fuzz_status" in
+    0) echo "test.sh: fuzz: no findings (${fuzz_seconds}s per target)" ;;
+    77) echo "test.sh: fuzz: SKIPPED (clang-14 / libFuzzer not installed; see scripts/setup-deps.sh)" ;;
+    *) echo "test.sh: fuzz: FAILED (findings in $root/build-fuzz/findings)"; status=1 ;;
+  esac
+else
+  echo "test.sh: fuzz: not run (PTQ_FUZZ_SECONDS=$fuzz_seconds, build $build)"
+fi
 exit "$status"

@@ -1,5 +1,6 @@
 // ptq-tool: the command line. Thin by design: parse flags into option structs and call the library
 // (lib/driver). Every failure becomes one message on stderr and a documented exit code (README.md).
+#include <csignal>
 #include <cstdio>
 #include <iostream>
 
@@ -29,6 +30,9 @@ void setupLogging(const std::string& level, bool quiet) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A file-size limit (ulimit -f) must fail a write with EFBIG (exit 4 naming the file, temporary
+  // removed) instead of killing the process with SIGXFSZ and leaving the temporary behind.
+  std::signal(SIGXFSZ, SIG_IGN);
   CLI::App app{"ptq-tool: post-training quantization for ONNX models"};
   app.set_version_flag("--version", std::string("ptq-tool ") + PTQ_VERSION);
   app.require_subcommand(1);

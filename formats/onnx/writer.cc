@@ -51,6 +51,7 @@ class ExternalDataWriter {
     if (pad) file_->write(zeros, pad);
     offset_ += pad;
     file_->write(t.data(), t.nbytes());
+    if (offset_ == 0) crashPoint("save:data-partial");  // one tensor of the data file written
     const TensorPlacement placed{false, location_, offset_, t.nbytes()};
     offset_ += t.nbytes();
     return placed;
@@ -307,11 +308,26 @@ void saveModel(const ir::Model& model, const std::string& path, const SaveOption
   {
     google::protobuf::io::FileOutputStream stream(out.fd());
     if (!mp.SerializeToZeroCopyStream(&stream) || !stream.Flush())
-      throwOutput(path + ": writing failed: " + std::strerror(stream.GetErrno()));
+      throwOutput(path + ": write failed: " + std::strerror(stream.GetErrno()));
   }
-  // Data first, so a model file never points at a data file that is not there yet.
-  if (data_file) data_file->commit();
+  // Both files are complete (and synced) before either is renamed. The data file goes first, so a
+  // model file never points at a data file that is not there yet. An existing model at `path` may
+  // read the old "<path>.data", which the first rename replaces: it is removed before that, so a
+  // kill between the two renames leaves no model rather than an old model over new data.
+  crashPoint("save:model-written");
+  out.finish();
+  if (data_file) {
+    data_file->finish();
+    crashPoint("save:both-finished");
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) == 0 && ::lstat(data_file->path().c_str(), &st) == 0 && ::unlink(path.c_str()) != 0)
+      throwOutput(path + ": cannot replace the old model (it reads " + data_file->path() + "): " + std::strerror(errno));
+    crashPoint("save:old-model-removed");
+    data_file->commit();
+    crashPoint("save:data-renamed");
+  }
   out.commit();
+  crashPoint("save:done");
 }
 
 }  // namespace ptq::onnx_io

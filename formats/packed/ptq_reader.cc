@@ -1,10 +1,16 @@
 // .ptq reader (format: ptq_file.h): maps the file, checks every size and checksum, rebuilds the IR.
+// Everything in the header is untrusted: each key is read through Header, which turns a missing key or
+// a wrong type into an input error naming the file and the key path, and every quantized entry is
+// checked against its blobs (sizes, axis, scale shape) before anything is allocated or indexed.
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <climits>
+#include <cmath>
 #include <cstring>
 #include <sstream>
 
@@ -29,10 +35,13 @@ struct MappedFile {
 };
 
 MappedFile mapFile(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) throwInput(path + ": cannot open: " + std::strerror(errno));
   struct stat st {};
-  ::fstat(fd, &st);
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throwInput(path + ": not a regular file");
+  }
   MappedFile m;
   m.size = static_cast<size_t>(st.st_size);
   if (m.size == 0) {
@@ -47,12 +56,105 @@ MappedFile mapFile(const std::string& path) {
   return m;
 }
 
-// The parsed preamble and header, with blob bounds checked.
+// Typed access to the JSON header: a missing key or a wrong type is an input error naming the file
+// and the key path, e.g. "m.ptq: .ptq header: quantized[2].bits: must be an integer, got "8"".
+class Header {
+ public:
+  explicit Header(std::string path) : path_(std::move(path)) {}
+  [[noreturn]] void fail(const std::string& key, const std::string& msg) const {
+    throwInput(path_ + ": .ptq header: " + key + ": " + msg);
+  }
+  const json& at(const json& obj, const std::string& where, const char* key) const {
+    if (!obj.is_object()) fail(where.empty() ? "(top level)" : where, "must be an object, got " + shortDump(obj));
+    const auto it = obj.find(key);
+    if (it == obj.end()) fail(join(where, key), "missing");
+    return *it;
+  }
+  bool has(const json& obj, const char* key) const { return obj.is_object() && obj.contains(key); }
+  const json& object(const json& obj, const std::string& where, const char* key) const {
+    const json& v = at(obj, where, key);
+    if (!v.is_object()) fail(join(where, key), "must be an object, got " + shortDump(v));
+    return v;
+  }
+  const json& array(const json& obj, const std::string& where, const char* key) const {
+    const json& v = at(obj, where, key);
+    if (!v.is_array()) fail(join(where, key), "must be an array, got " + shortDump(v));
+    return v;
+  }
+  std::string string(const json& obj, const std::string& where, const char* key) const {
+    const json& v = at(obj, where, key);
+    if (!v.is_string()) fail(join(where, key), "must be a string, got " + shortDump(v));
+    return v.get<std::string>();
+  }
+  bool boolean(const json& obj, const std::string& where, const char* key) const {
+    const json& v = at(obj, where, key);
+    if (!v.is_boolean()) fail(join(where, key), "must be true or false, got " + shortDump(v));
+    return v.get<bool>();
+  }
+  double number(const json& obj, const std::string& where, const char* key) const {
+    const json& v = at(obj, where, key);
+    if (!v.is_number()) fail(join(where, key), "must be a number, got " + shortDump(v));
+    return v.get<double>();
+  }
+  // A figure the writer may have stored as null (JSON has no NaN): NaN then.
+  double figure(const json& obj, const std::string& where, const char* key) const {
+    const json& v = at(obj, where, key);
+    if (v.is_null()) return std::nan("");
+    if (!v.is_number()) fail(join(where, key), "must be a number or null, got " + shortDump(v));
+    return v.get<double>();
+  }
+  int64_t integer(const json& obj, const std::string& where, const char* key, int64_t lo, int64_t hi) const {
+    return checkInteger(at(obj, where, key), join(where, key), lo, hi);
+  }
+  int64_t checkInteger(const json& v, const std::string& key, int64_t lo, int64_t hi) const {
+    bool ok = false;
+    int64_t x = 0;
+    if (v.is_number_unsigned()) {
+      const uint64_t u = v.get<uint64_t>();
+      ok = u <= static_cast<uint64_t>(INT64_MAX);
+      x = static_cast<int64_t>(u);
+    } else if (v.is_number_integer()) {
+      ok = true;
+      x = v.get<int64_t>();
+    }
+    if (!ok) fail(key, "must be an integer, got " + shortDump(v));
+    if (x < lo || x > hi) fail(key, "must be in " + std::to_string(lo) + ".." + std::to_string(hi) + ", got " + std::to_string(x));
+    return x;
+  }
+  // A shape: an array of non-negative integers whose product fits (ir::checkedNumel).
+  ir::Shape shape(const json& obj, const std::string& where, const char* key, int64_t* numel) const {
+    const json& v = array(obj, where, key);
+    const std::string k = join(where, key);
+    if (v.size() > 64) fail(k, "has rank " + std::to_string(v.size()) + " (at most 64)");
+    ir::Shape s;
+    for (size_t i = 0; i < v.size(); ++i) s.push_back(checkInteger(v[i], k + "[" + std::to_string(i) + "]", 0, INT64_MAX));
+    if (!ir::checkedNumel(s, numel)) fail(k, ir::shapeToString(s) + " has too many elements");
+    return s;
+  }
+  static std::string join(const std::string& where, const char* key) { return where.empty() ? key : where + "." + key; }
+  static std::string shortDump(const json& v) {
+    const std::string d = v.dump();
+    return d.size() > 40 ? d.substr(0, 37) + "..." : d;
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+struct Blob {
+  std::string name;
+  uint64_t offset = 0, bytes = 0;
+  std::string xxh64;
+};
+
+// The parsed preamble and header, with every blob's bounds checked.
 struct Layout {
   MappedFile file;
   json header;
   std::string header_text;
   uint64_t data_start = 0;
+  std::vector<Blob> blobs;
   const uint8_t* bytes() const { return static_cast<const uint8_t*>(file.base.get()); }
 };
 
@@ -79,33 +181,51 @@ Layout openLayout(const std::string& path) {
     throwInput(path + ": corrupted JSON header: " + e.what());
   }
   l.data_start = (32 + header_bytes + kPtqAlign - 1) / kPtqAlign * kPtqAlign;
-  for (const auto& blob : l.header.at("blobs")) {
-    const uint64_t off = blob.at("offset"), n = blob.at("bytes");
-    if (l.data_start + off + n > l.file.size)
-      throwInput(path + ": truncated: blob '" + blob.at("name").get<std::string>() + "' needs bytes up to " +
-                 std::to_string(l.data_start + off + n) + ", the file has " + std::to_string(l.file.size));
+  const Header h(path);
+  const json& blobs = h.array(l.header, "", "blobs");
+  const uint64_t avail = l.file.size > l.data_start ? l.file.size - l.data_start : 0;
+  for (size_t i = 0; i < blobs.size(); ++i) {
+    const std::string where = "blobs[" + std::to_string(i) + "]";
+    Blob blob;
+    blob.name = h.string(blobs[i], where, "name");
+    blob.offset = static_cast<uint64_t>(h.integer(blobs[i], where, "offset", 0, INT64_MAX));
+    blob.bytes = static_cast<uint64_t>(h.integer(blobs[i], where, "bytes", 0, INT64_MAX));
+    blob.xxh64 = h.string(blobs[i], where, "xxh64");
+    if (blob.offset > avail || blob.bytes > avail - blob.offset)
+      throwInput(path + ": truncated: blob '" + blob.name + "' needs bytes up to " + std::to_string(l.data_start) + " + " +
+                 std::to_string(blob.offset) + " + " + std::to_string(blob.bytes) + ", the file has " +
+                 std::to_string(l.file.size));
+    l.blobs.push_back(std::move(blob));
   }
   return l;
 }
 
 void verifyChecksums(const Layout& l, const std::string& path) {
-  for (const auto& blob : l.header.at("blobs")) {
-    const uint64_t off = blob.at("offset"), n = blob.at("bytes");
-    if (hex64(XXH64(l.bytes() + l.data_start + off, n, 0)) != blob.at("xxh64").get<std::string>())
-      throwInput(path + ": corrupted: checksum mismatch in blob '" + blob.at("name").get<std::string>() + "'");
-  }
+  for (const Blob& blob : l.blobs)
+    if (hex64(XXH64(l.bytes() + l.data_start + blob.offset, blob.bytes, 0)) != blob.xxh64)
+      throwInput(path + ": corrupted: checksum mismatch in blob '" + blob.name + "'");
+}
+
+// The blob index stored under `key` of `obj`, checked against the blob list.
+size_t blobIndex(const Layout& l, const Header& h, const json& obj, const std::string& where, const char* key) {
+  if (l.blobs.empty()) h.fail(Header::join(where, key), "refers to a blob, but the file has none");
+  return static_cast<size_t>(h.integer(obj, where, key, 0, static_cast<int64_t>(l.blobs.size()) - 1));
 }
 
 // Bytes of blob i (a view into the mapping).
 std::pair<const uint8_t*, uint64_t> blobBytes(const Layout& l, size_t i) {
-  const auto& blob = l.header.at("blobs").at(i);
-  return {l.bytes() + l.data_start + blob.at("offset").get<uint64_t>(), blob.at("bytes").get<uint64_t>()};
+  const Blob& blob = l.blobs.at(i);
+  return {l.bytes() + l.data_start + blob.offset, blob.bytes};
 }
 
-ir::Tensor unpackCodes(const Layout& l, size_t blob, const ir::Shape& shape, int bits, bool is_signed, const std::string& what) {
+ir::Tensor unpackCodes(const Layout& l, size_t blob, const ir::Shape& shape, int64_t count, int bits, bool is_signed,
+                       const std::string& what) {
   auto [p, n] = blobBytes(l, blob);
-  const int64_t count = ir::shapeNumel(shape);
-  if (static_cast<int64_t>(n) != quant::packedBytes(count, bits)) throwInput(what + ": wrong size");
+  // Checked before allocating: the blob must hold exactly `count` codes of `bits` bits.
+  const int64_t need = quant::packedBytes(count, bits);
+  if (n != static_cast<uint64_t>(need))
+    throwInput(what + ": the blob has " + std::to_string(n) + " bytes, " + std::to_string(count) + " codes of " +
+               std::to_string(bits) + " bits need " + std::to_string(need));
   ir::Tensor t(is_signed ? ir::DType::kInt8 : ir::DType::kUInt8, shape);
   uint8_t* out = t.mutableData<uint8_t>();
   quant::unpackBits(p, count, bits, out);
@@ -114,7 +234,7 @@ ir::Tensor unpackCodes(const Layout& l, size_t blob, const ir::Shape& shape, int
   return t;
 }
 
-// value = (code - zero) * scale over the weight, for each granularity.
+// value = (code - zero) * scale over the weight, for each granularity (parameters checked by readQuantized).
 ir::Tensor dequantize(const ir::QuantizedWeight& q) {
   const ir::Shape& shape = q.codes.shape();
   ir::Tensor out(ir::DType::kFloat32, shape);
@@ -127,7 +247,8 @@ ir::Tensor dequantize(const ir::QuantizedWeight& q) {
   const int64_t rank = static_cast<int64_t>(shape.size());
   // stride of the axis and the size of everything after it
   int64_t inner = 1;
-  for (int64_t d = q.axis + 1; d < rank; ++d) inner *= shape[static_cast<size_t>(d)];
+  if (q.granularity != quant::Granularity::kTensor)
+    for (int64_t d = q.axis + 1; d < rank; ++d) inner *= shape[static_cast<size_t>(d)];
   for (int64_t i = 0; i < n; ++i) {
     int64_t si = 0;
     if (q.granularity == quant::Granularity::kChannel) {
@@ -144,11 +265,91 @@ ir::Tensor dequantize(const ir::QuantizedWeight& q) {
   return out;
 }
 
-quant::Granularity parseGranularity(const std::string& g, const std::string& what) {
+quant::Granularity parseGranularity(const std::string& g, const Header& h, const std::string& where) {
   if (g == "tensor") return quant::Granularity::kTensor;
   if (g == "channel") return quant::Granularity::kChannel;
   if (g == "block") return quant::Granularity::kGroup;
-  throwInput(what + ": unknown granularity '" + g + "'");
+  h.fail(where + ".granularity", "unknown granularity '" + g + "' (tensor, channel, block)");
+}
+
+// The scale shape each granularity implies (ir::QuantizedWeight); a file must carry exactly it.
+ir::Shape expectedScaleShape(const ir::QuantizedWeight& q, const ir::Shape& shape) {
+  if (q.granularity == quant::Granularity::kTensor) return {};
+  if (q.granularity == quant::Granularity::kChannel) return {shape[static_cast<size_t>(q.axis)]};
+  ir::Shape s = shape;
+  s[static_cast<size_t>(q.axis)] = (s[static_cast<size_t>(q.axis)] + q.block_size - 1) / q.block_size;
+  return s;
+}
+
+// One "quantized" entry, every field checked against the others and against its blobs.
+std::shared_ptr<ir::QuantizedWeight> readQuantized(const Layout& l, const Header& h, const json& e, const std::string& where,
+                                                   std::string* name) {
+  *name = h.string(e, where, "name");
+  const std::string what = h.path() + ": quantized tensor '" + *name + "'";
+  auto q = std::make_shared<ir::QuantizedWeight>();
+  q->bits = static_cast<int>(h.integer(e, where, "bits", 2, 8));
+  q->is_signed = h.boolean(e, where, "signed");
+  q->symmetric = h.boolean(e, where, "symmetric");
+  q->granularity = parseGranularity(h.string(e, where, "granularity"), h, where);
+  int64_t numel = 0, scale_numel = 0;
+  const ir::Shape shape = h.shape(e, where, "shape", &numel);
+  const int64_t rank = static_cast<int64_t>(shape.size());
+  q->axis = h.integer(e, where, "axis", -1, INT64_MAX);
+  q->block_size = h.integer(e, where, "block_size", 0, INT64_MAX);
+  if (q->granularity != quant::Granularity::kTensor) {
+    if (q->axis < 0 || q->axis >= rank)
+      h.fail(where + ".axis", std::to_string(q->axis) + " is not an axis of '" + *name + "' (rank " + std::to_string(rank) +
+                                  ", shape " + ir::shapeToString(shape) + ")");
+    if (q->granularity == quant::Granularity::kGroup && q->block_size < 1)
+      h.fail(where + ".block_size", "must be >= 1 for block granularity, got " + std::to_string(q->block_size));
+  }
+  q->method = h.string(e, where, "method");
+  q->mse = h.figure(e, where, "mse");
+  q->sqnr_db = h.figure(e, where, "sqnr_db");
+  const ir::Shape scale_shape = h.shape(e, where, "scale_shape", &scale_numel);
+  const ir::Shape expected = expectedScaleShape(*q, shape);
+  if (scale_shape != expected)
+    h.fail(where + ".scale_shape", ir::shapeToString(scale_shape) + " does not fit " + quant::granularityName(q->granularity) +
+                                      " granularity of shape " + ir::shapeToString(shape) + " (expected " +
+                                      ir::shapeToString(expected) + ")");
+  q->codes = unpackCodes(l, blobIndex(l, h, e, where, "codes"), shape, numel, q->bits, q->is_signed, what + " codes");
+  auto [sp, sn] = blobBytes(l, blobIndex(l, h, e, where, "scales"));
+  if (sn != static_cast<uint64_t>(scale_numel) * sizeof(float))
+    throwInput(what + ": the scales blob has " + std::to_string(sn) + " bytes, scale shape " +
+               ir::shapeToString(scale_shape) + " needs " + std::to_string(scale_numel * 4));
+  q->scales = ir::Tensor::view(ir::DType::kFloat32, scale_shape, sp, sn, l.file.base);
+  if (!h.at(e, where, "zero_points").is_null())
+    q->zero_points = unpackCodes(l, blobIndex(l, h, e, where, "zero_points"), scale_shape, scale_numel, q->bits,
+                                 q->is_signed, what + " zero points");
+  return q;
+}
+
+// One "activations" entry (the graph is loaded: the value must exist).
+void readActivation(const Header& h, const json& a, const std::string& where, ir::Graph& g) {
+  const std::string name = h.string(a, where, "name");
+  ir::Value* v = g.findValue(name);
+  if (!v) h.fail(where + ".name", "activation '" + name + "' is not in the graph");
+  auto q = std::make_shared<ir::ActivationQuant>();
+  q->dtype = static_cast<ir::DType>(h.integer(a, where, "dtype", 0, 64));
+  if (q->dtype != ir::DType::kUInt8 && q->dtype != ir::DType::kInt8 && q->dtype != ir::DType::kUInt16 &&
+      q->dtype != ir::DType::kInt16 && q->dtype != ir::DType::kUInt4 && q->dtype != ir::DType::kInt4)
+    h.fail(where + ".dtype", std::to_string(static_cast<int>(q->dtype)) + " is not an activation code type ((u)int4/8/16)");
+  if (h.has(a, "dynamic") && h.boolean(a, where, "dynamic")) {
+    q->dynamic = true;
+    q->per_token = h.has(a, "per_token") && h.boolean(a, where, "per_token");
+    v->act_quant = q;
+    return;
+  }
+  const double scale = h.number(a, where, "scale");
+  if (!(scale > 0.0 && scale <= 3.4e38)) h.fail(where + ".scale", "must be a positive finite float");
+  q->scale = ir::Tensor::fromFloats({}, {static_cast<float>(scale)});
+  q->zero_point = ir::Tensor(q->dtype, {});
+  const int64_t z = h.integer(a, where, "zero_point", INT32_MIN, INT32_MAX);
+  if (q->dtype == ir::DType::kInt16 || q->dtype == ir::DType::kUInt16)
+    *q->zero_point.mutableData<uint16_t>() = static_cast<uint16_t>(z);
+  else
+    *q->zero_point.mutableData<uint8_t>() = static_cast<uint8_t>(z & (ir::dtypeBits(q->dtype) == 4 ? 0xf : 0xff));
+  v->act_quant = q;
 }
 
 }  // namespace
@@ -165,35 +366,19 @@ bool isPackedFile(const std::string& path) {
 PackedModel readPacked(const std::string& path) {
   Layout l = openLayout(path);
   verifyChecksums(l, path);
+  const Header h(path);
   PackedModel pm;
   pm.header_json = l.header_text;
   try {
-    pm.output_form = l.header.at("output_form").get<std::string>();
+    pm.output_form = h.string(l.header, "", "output_form");
     std::vector<std::pair<std::string, std::shared_ptr<ir::QuantizedWeight>>> weights;
-    for (const auto& e : l.header.at("quantized")) {
-      const std::string name = e.at("name");
-      const std::string what = path + ": quantized tensor '" + name + "'";
-      auto q = std::make_shared<ir::QuantizedWeight>();
-      q->bits = e.at("bits");
-      q->is_signed = e.at("signed");
-      q->symmetric = e.at("symmetric");
-      q->granularity = parseGranularity(e.at("granularity"), what);
-      q->axis = e.at("axis");
-      q->block_size = e.at("block_size");
-      q->method = e.at("method");
-      q->mse = e.at("mse");
-      q->sqnr_db = e.at("sqnr_db");
-      const ir::Shape shape = e.at("shape").get<ir::Shape>();
-      const ir::Shape scale_shape = e.at("scale_shape").get<ir::Shape>();
-      q->codes = unpackCodes(l, e.at("codes"), shape, q->bits, q->is_signed, what + " codes");
-      auto [sp, sn] = blobBytes(l, e.at("scales"));
-      q->scales = ir::Tensor::view(ir::DType::kFloat32, scale_shape, sp, sn, l.file.base);
-      if (sn != q->scales.numel() * sizeof(float)) throwInput(what + ": scales have the wrong size");
-      if (!e.at("zero_points").is_null())
-        q->zero_points = unpackCodes(l, e.at("zero_points"), scale_shape, q->bits, q->is_signed, what + " zero points");
+    const json& quantized = h.array(l.header, "", "quantized");
+    for (size_t i = 0; i < quantized.size(); ++i) {
+      std::string name;
+      auto q = readQuantized(l, h, quantized[i], "quantized[" + std::to_string(i) + "]", &name);
       weights.emplace_back(name, q);
     }
-    auto [gp, gn] = blobBytes(l, l.header.at("graph").at("blob"));
+    auto [gp, gn] = blobBytes(l, blobIndex(l, h, h.object(l.header, "", "graph"), "graph", "blob"));
     onnx_io::EmbeddedLoadOptions opts;
     opts.external_data_file = path;
     opts.external_data_base = l.data_start;
@@ -204,26 +389,10 @@ PackedModel readPacked(const std::string& path) {
       }
     };
     pm.model = onnx_io::loadEmbeddedModel(std::string(reinterpret_cast<const char*>(gp), gn), path, opts);
-    for (const auto& a : l.header.value("activations", json::array())) {
-      const std::string name = a.at("name");
-      ir::Value* v = pm.model.graph->findValue(name);
-      if (!v) throwInput(path + ": activation '" + name + "' is not in the graph");
-      auto q = std::make_shared<ir::ActivationQuant>();
-      q->dtype = static_cast<ir::DType>(a.at("dtype").get<int>());
-      if (a.value("dynamic", false)) {
-        q->dynamic = true;
-        q->per_token = a.value("per_token", false);
-        v->act_quant = q;
-        continue;
-      }
-      q->scale = ir::Tensor::fromFloats({}, {a.at("scale").get<float>()});
-      q->zero_point = ir::Tensor(q->dtype, {});
-      const int64_t z = a.at("zero_point");
-      if (q->dtype == ir::DType::kInt16 || q->dtype == ir::DType::kUInt16)
-        *q->zero_point.mutableData<uint16_t>() = static_cast<uint16_t>(z);
-      else
-        *q->zero_point.mutableData<uint8_t>() = static_cast<uint8_t>(z & (ir::dtypeBits(q->dtype) == 4 ? 0xf : 0xff));
-      v->act_quant = q;
+    if (h.has(l.header, "activations")) {
+      const json& acts = h.array(l.header, "", "activations");
+      for (size_t i = 0; i < acts.size(); ++i)
+        readActivation(h, acts[i], "activations[" + std::to_string(i) + "]", *pm.model.graph);
     }
   } catch (const nlohmann::json::exception& e) {
     throwInput(path + ": malformed .ptq header: " + e.what());
@@ -235,26 +404,39 @@ std::string describePacked(const std::string& path, bool as_json) {
   Layout l = openLayout(path);
   verifyChecksums(l, path);
   if (as_json) return l.header.dump(2);
+  const Header h(path);
   std::ostringstream o;
-  const auto& prov = l.header.at("provenance");
-  uint64_t payload = 0, codes = 0;
-  for (const auto& b : l.header.at("blobs")) payload += b.at("bytes").get<uint64_t>();
-  o << "file:         " << path << " (" << l.file.size << " bytes; .ptq version " << kPtqVersion << ", checksums ok)\n";
-  o << "made by:      ptq-tool " << prov.at("tool_version").get<std::string>() << " from " << prov.at("source").get<std::string>()
-    << ", seed " << prov.at("seed") << ", config '" << prov.at("config").value("name", "") << "'\n";
-  o << "unpacks to:   " << l.header.at("output_form").get<std::string>() << "\n";
-  o << "graph:        " << l.header.at("graph").at("nodes") << " nodes\n";
-  o << "quantized:    " << l.header.at("quantized").size() << " tensors\n";
-  for (const auto& e : l.header.at("quantized")) {
-    auto [p, n] = blobBytes(l, e.at("codes"));
-    (void)p;
-    codes += n;
-    o << "  " << e.at("name").get<std::string>() << " " << e.at("shape").dump() << " " << e.at("bits") << "-bit "
-      << e.at("granularity").get<std::string>() << (e.at("granularity") == "block" ? " " + e.at("block_size").dump() : "")
-      << (e.at("symmetric").get<bool>() ? " sym" : " asym") << ", sqnr " << e.at("sqnr_db") << " dB\n";
+  try {
+    const json& prov = h.object(l.header, "", "provenance");
+    uint64_t payload = 0, codes = 0;
+    for (const Blob& b : l.blobs) payload += b.bytes;
+    const json& config = h.object(prov, "provenance", "config");
+    const std::string config_name = h.has(config, "name") ? h.string(config, "provenance.config", "name") : "";
+    o << "file:         " << path << " (" << l.file.size << " bytes; .ptq version " << kPtqVersion << ", checksums ok)\n";
+    o << "made by:      ptq-tool " << h.string(prov, "provenance", "tool_version") << " from "
+      << h.string(prov, "provenance", "source") << ", seed " << h.integer(prov, "provenance", "seed", 0, INT64_MAX)
+      << ", config '" << config_name << "'\n";
+    o << "unpacks to:   " << h.string(l.header, "", "output_form") << "\n";
+    o << "graph:        " << h.integer(h.object(l.header, "", "graph"), "graph", "nodes", 0, INT64_MAX) << " nodes\n";
+    const json& quantized = h.array(l.header, "", "quantized");
+    o << "quantized:    " << quantized.size() << " tensors\n";
+    for (size_t i = 0; i < quantized.size(); ++i) {
+      const json& e = quantized[i];
+      const std::string where = "quantized[" + std::to_string(i) + "]";
+      codes += blobBytes(l, blobIndex(l, h, e, where, "codes")).second;
+      const std::string granularity = h.string(e, where, "granularity");
+      int64_t numel = 0;
+      h.shape(e, where, "shape", &numel);
+      o << "  " << h.string(e, where, "name") << " " << h.at(e, where, "shape").dump() << " "
+        << h.integer(e, where, "bits", 2, 8) << "-bit " << granularity
+        << (granularity == "block" ? " " + std::to_string(h.integer(e, where, "block_size", 0, INT64_MAX)) : "")
+        << (h.boolean(e, where, "symmetric") ? " sym" : " asym") << ", sqnr " << h.figure(e, where, "sqnr_db") << " dB\n";
+    }
+    o << "payload:      " << payload << " bytes in " << l.blobs.size() << " blobs (" << codes
+      << " of packed codes); file overhead " << (l.file.size - std::min<uint64_t>(payload, l.file.size)) << " bytes\n";
+  } catch (const nlohmann::json::exception& e) {
+    throwInput(path + ": malformed .ptq header: " + e.what());
   }
-  o << "payload:      " << payload << " bytes in " << l.header.at("blobs").size() << " blobs (" << codes
-    << " of packed codes); file overhead " << (l.file.size - payload) << " bytes\n";
   return o.str();
 }
 

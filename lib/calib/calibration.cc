@@ -188,6 +188,10 @@ CalibrationSet CalibrationSet::load(const CalibrationSpec& spec, const ir::Graph
   for (ir::Value* in : inputs) {
     auto& [t, file] = found.at(in->name());
     checkShape(*in, t, file);
+    if (const int64_t bad = ir::firstNonFinite(t); bad >= 0)
+      throwInput(file + ": calibration data for input '" + in->name() + "' holds " + ir::describeNonFinite(t, bad) +
+                 " at index " + ir::indexToString(t.shape(), bad) + " (element " + std::to_string(bad) +
+                 "); activations observed from it would be meaningless");
     if (t.rank() == 0) throwInput(file + ": calibration data for '" + in->name() + "' is a scalar; the first axis must count samples");
     const int64_t n = t.shape()[0];
     if (samples >= 0 && n != samples)

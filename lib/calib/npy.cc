@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 #include <zlib.h>
 
+#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -99,6 +100,8 @@ ir::Tensor parseNpy(const std::string& b, const std::string& what) {
   const DType dtype = dtypeOfDescr(what, headerField(what, h, "descr"));
   const bool fortran = headerField(what, h, "fortran_order") == "True";
   const std::string shape_s = headerField(what, h, "shape");
+  if (shape_s.size() < 2 || shape_s.front() != '(' || shape_s.back() != ')')
+    bad(what, "bad shape in .npy header (expected a tuple): " + shape_s);
   ir::Shape shape;
   {
     std::string inner = shape_s.substr(1, shape_s.size() - 2);
@@ -111,20 +114,25 @@ ir::Tensor parseNpy(const std::string& b, const std::string& what) {
       while (!item.empty() && (item.back() == ' ' || item.back() == 'L')) item.pop_back();
       if (item.empty()) continue;
       char* end = nullptr;
+      errno = 0;
       const long long v = std::strtoll(item.c_str(), &end, 10);
-      if (*end || v < 0) bad(what, "bad shape in .npy header: " + shape_s);
+      if (*end || v < 0 || errno == ERANGE) bad(what, "bad shape in .npy header: " + shape_s);
       shape.push_back(v);
     }
   }
+  // Work per element grows with the rank (Fortran order): keep it to what real arrays use.
+  if (shape.size() > 64) bad(what, "shape in .npy header has rank " + std::to_string(shape.size()) + " (at most 64)");
+  int64_t numel = 0;
+  if (!ir::checkedNumel(shape, &numel)) bad(what, "shape " + ir::shapeToString(shape) + " in .npy header has too many elements");
   const size_t data_off = off + hlen;
-  const size_t need = ir::dtypeStorageBytes(dtype, ir::shapeNumel(shape));
+  const size_t need = ir::dtypeStorageBytes(dtype, numel);
   if (b.size() - data_off < need)
     bad(what, "truncated .npy data: " + ir::dtypeName(dtype) + ir::shapeToString(shape) + " needs " + std::to_string(need) +
                   " bytes, the file has " + std::to_string(b.size() - data_off));
   ir::Tensor t = ir::Tensor::fromBytes(dtype, shape, b.data() + data_off, need);
   if (fortran && shape.size() > 1) {  // column-major -> row-major
     const size_t eb = static_cast<size_t>(ir::dtypeBits(dtype) / 8);
-    const int64_t n = ir::shapeNumel(shape), r = static_cast<int64_t>(shape.size());
+    const int64_t n = numel, r = static_cast<int64_t>(shape.size());
     ir::Tensor c(dtype, shape);
     auto* dst = static_cast<uint8_t*>(c.mutableData());
     const auto* src = static_cast<const uint8_t*>(t.data());
@@ -244,8 +252,9 @@ std::string inflateRaw(const std::string& what, const char* data, size_t n, size
 
 bool npzDeflateAvailable() { return zlib().init != nullptr; }
 
-NamedTensors readNpz(const std::string& path) {
-  const std::string b = readFile(path);
+NamedTensors parseNpz(const std::string& b, const std::string& path) {
+  // Every read below is bounds-checked: fits(p, n) says bytes [p, p + n) are inside the file.
+  auto fits = [&](uint64_t p, uint64_t n) { return p <= b.size() && n <= b.size() - p; };
   if (b.size() < 22) bad(path, "not a .npz (zip) file");
   size_t eocd = std::string::npos;
   for (size_t p = b.size() - 22 + 1; p-- > 0 && b.size() - p <= 22 + 65535;)
@@ -254,43 +263,62 @@ NamedTensors readNpz(const std::string& path) {
   uint64_t count = rd16(b, eocd + 10), cd_off = rd32(b, eocd + 16);
   if ((count == 0xffff || cd_off == 0xffffffffu) && eocd >= 20 && rd32(b, eocd - 20) == 0x07064b50u) {
     const uint64_t z64 = rd64(b, eocd - 20 + 8);
-    if (z64 + 56 > b.size() || rd32(b, z64) != 0x06064b50u) bad(path, "corrupt zip64 directory");
+    if (!fits(z64, 56) || rd32(b, z64) != 0x06064b50u) bad(path, "corrupt zip64 directory");
     count = rd64(b, z64 + 32);
     cd_off = rd64(b, z64 + 48);
   }
   NamedTensors out;
-  size_t p = cd_off;
+  uint64_t p = cd_off;
   for (uint64_t i = 0; i < count; ++i) {
-    if (p + 46 > b.size() || rd32(b, p) != 0x02014b50u) bad(path, "corrupt zip central directory");
+    if (!fits(p, 46) || rd32(b, p) != 0x02014b50u) bad(path, "corrupt zip central directory");
     const uint16_t method = rd16(b, p + 10);
     uint64_t csize = rd32(b, p + 20), usize = rd32(b, p + 24);
     const uint16_t nlen = rd16(b, p + 28), xlen = rd16(b, p + 30), clen = rd16(b, p + 32);
     uint64_t loff = rd32(b, p + 42);
+    if (!fits(p + 46, uint64_t{nlen} + xlen + clen)) bad(path, "corrupt zip central directory (entry runs past the end)");
     const std::string name = b.substr(p + 46, nlen);
-    for (size_t x = p + 46 + nlen; x + 4 <= p + 46 + nlen + xlen;) {  // zip64 extra
+    const uint64_t xend = p + 46 + nlen + xlen;
+    for (uint64_t x = p + 46 + nlen; x + 4 <= xend;) {  // zip64 extra
       const uint16_t id = rd16(b, x), sz = rd16(b, x + 2);
+      if (x + 4 + sz > xend) bad(path, "corrupt zip extra field in entry '" + name + "'");
       if (id == 0x0001) {
-        size_t q = x + 4;
-        if (usize == 0xffffffffu) { usize = rd64(b, q); q += 8; }
-        if (csize == 0xffffffffu) { csize = rd64(b, q); q += 8; }
-        if (loff == 0xffffffffu) { loff = rd64(b, q); q += 8; }
+        uint64_t q = x + 4;
+        auto next = [&](uint64_t* v) {
+          if (q + 8 > x + 4 + sz) bad(path, "corrupt zip64 extra field in entry '" + name + "'");
+          *v = rd64(b, q);
+          q += 8;
+        };
+        if (usize == 0xffffffffu) next(&usize);
+        if (csize == 0xffffffffu) next(&csize);
+        if (loff == 0xffffffffu) next(&loff);
       }
       x += 4 + sz;
     }
-    p += 46 + nlen + xlen + clen;
-    if (loff + 30 > b.size() || rd32(b, loff) != 0x04034b50u) bad(path, "corrupt zip entry '" + name + "'");
-    const size_t data = loff + 30 + rd16(b, loff + 26) + rd16(b, loff + 28);
-    if (data + csize > b.size()) bad(path, "truncated zip entry '" + name + "'");
+    p += 46 + uint64_t{nlen} + xlen + clen;
+    if (!fits(loff, 30) || rd32(b, loff) != 0x04034b50u) bad(path, "corrupt zip entry '" + name + "'");
+    const uint64_t data = loff + 30 + rd16(b, loff + 26) + rd16(b, loff + 28);
+    if (!fits(data, csize)) bad(path, "truncated zip entry '" + name + "'");
     std::string bytes;
-    if (method == 0) bytes = b.substr(data, csize);
-    else if (method == 8) bytes = inflateRaw(path + ":" + name, b.data() + data, csize, usize);
-    else bad(path, "zip entry '" + name + "' uses compression method " + std::to_string(method) + " (only stored and deflate)");
+    if (method == 0) {
+      bytes = b.substr(data, csize);
+    } else if (method == 8) {
+      // Deflate expands at most ~1032:1; a larger declared size is a corrupt (or hostile) entry, and
+      // must not decide how much is allocated.
+      if (usize > csize * 1032 + 1024)
+        bad(path, "zip entry '" + name + "' declares " + std::to_string(usize) + " bytes from " + std::to_string(csize) +
+                      " compressed ones, more than deflate can produce");
+      bytes = inflateRaw(path + ":" + name, b.data() + data, csize, usize);
+    } else {
+      bad(path, "zip entry '" + name + "' uses compression method " + std::to_string(method) + " (only stored and deflate)");
+    }
     std::string key = name;
     if (key.size() > 4 && key.compare(key.size() - 4, 4, ".npy") == 0) key.resize(key.size() - 4);
     out.emplace_back(key, parseNpy(bytes, path + ":" + name));
   }
   return out;
 }
+
+NamedTensors readNpz(const std::string& path) { return parseNpz(readFile(path), path); }
 
 void writeNpz(const std::string& path, const NamedTensors& arrays) {
   std::string zip, cd;

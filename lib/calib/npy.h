@@ -26,6 +26,8 @@ void writeNpy(const std::string& path, const ir::Tensor& t);
 
 // Arrays in file order, names without the ".npy" suffix.
 NamedTensors readNpz(const std::string& path);
+// Parses .npz bytes; `what` names the source in errors.
+NamedTensors parseNpz(const std::string& bytes, const std::string& what);
 void writeNpz(const std::string& path, const NamedTensors& arrays);
 // Whether this build can read deflate-compressed .npz members (zlib linked).
 bool npzDeflateAvailable();

@@ -13,6 +13,9 @@ PipelineRun runPipeline(ir::Model& model, const pipeline::QuantConfig& config, c
   pipeline::PassManager::checkPipeline(config, calibration != nullptr);
   PipelineRun run;
   run.plan = pipeline::buildPlan(*model.graph, config);
+  for (const auto& l : run.plan.layers())
+    if (l.skip && l.skip_reason.rfind("non-finite weight", 0) == 0)
+      run.report.warnings.push_back(l.label() + " left in float: " + l.skip_reason);
   pipeline::PassManager pm = pipeline::PassManager::fromConfig(config, verify_each);
   pm.on_pass_start = [](const std::string& name, size_t i, size_t n) { spdlog::info("pass {}/{}: {}", i + 1, n, name); };
   pipeline::PassContext ctx{config, run.plan, run.report.warnings, config.seed, threads, calibration};

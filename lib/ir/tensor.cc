@@ -14,6 +14,61 @@ int64_t shapeNumel(const Shape& s) {
   return n;
 }
 
+int64_t firstNonFinite(const Tensor& t) {
+  const int64_t n = t.numel();
+  if (t.dtype() == DType::kFloat32) {
+    const float* x = t.data<float>();
+    for (int64_t i = 0; i < n; ++i)
+      if (!std::isfinite(x[i])) return i;
+  } else if (t.dtype() == DType::kFloat64) {
+    const double* x = t.data<double>();
+    for (int64_t i = 0; i < n; ++i)
+      if (!std::isfinite(x[i])) return i;
+  } else if (t.dtype() == DType::kFloat16 || t.dtype() == DType::kBFloat16) {
+    // All-ones exponent is Inf/NaN in both formats.
+    const uint16_t mask = t.dtype() == DType::kFloat16 ? 0x7c00 : 0x7f80;
+    const uint16_t* x = t.data<uint16_t>();
+    for (int64_t i = 0; i < n; ++i)
+      if ((x[i] & mask) == mask) return i;
+  }
+  return -1;
+}
+
+std::string describeNonFinite(const Tensor& t, int64_t i) {
+  double v = 0;
+  if (t.dtype() == DType::kFloat32) v = t.data<float>()[i];
+  else if (t.dtype() == DType::kFloat64) v = t.data<double>()[i];
+  else if (t.dtype() == DType::kFloat16) v = halfToFloat(t.data<uint16_t>()[i]);
+  else if (t.dtype() == DType::kBFloat16) v = bfloat16ToFloat(t.data<uint16_t>()[i]);
+  return std::isnan(v) ? "NaN" : (v > 0 ? "+Inf" : "-Inf");
+}
+
+std::string indexToString(const Shape& shape, int64_t flat) {
+  std::vector<int64_t> idx(shape.size(), 0);
+  for (size_t d = shape.size(); d-- > 0;) {
+    if (shape[d] > 0) {
+      idx[d] = flat % shape[d];
+      flat /= shape[d];
+    }
+  }
+  return shapeToString(idx);
+}
+
+bool checkedNumel(const Shape& s, int64_t* numel) {
+  int64_t n = 1;
+  for (int64_t d : s) {
+    if (d < 0) return false;
+    if (d != 0 && n > kMaxTensorElements / d) {
+      // A zero dim later still makes the product 0, but such a shape is refused as well: the
+      // reader would have to trust the other dims.
+      return false;
+    }
+    n *= d;
+  }
+  *numel = n;
+  return true;
+}
+
 std::string shapeToString(const Shape& s) {
   std::string out = "[";
   for (size_t i = 0; i < s.size(); ++i) {

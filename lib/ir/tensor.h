@@ -15,6 +15,12 @@ namespace ptq::ir {
 using Shape = std::vector<int64_t>;
 
 int64_t shapeNumel(const Shape& s);
+// The most elements a tensor read from a file may have: numel * 64 bits still fits int64, so byte
+// counts computed from it cannot overflow.
+inline constexpr int64_t kMaxTensorElements = INT64_MAX / 64;
+// prod(s) when every dim is >= 0 and the product stays <= kMaxTensorElements; false otherwise
+// (*numel untouched). Readers call it before trusting a shape from a file.
+bool checkedNumel(const Shape& s, int64_t* numel);
 std::string shapeToString(const Shape& s);
 
 class Tensor {
@@ -64,6 +70,14 @@ class Tensor {
   bool is_view_ = false;
   std::vector<std::string> strings_;  // only for DType::kString
 };
+
+// Index of the first NaN or Inf of a float tensor (float32/16, bfloat16, float64) in row-major order;
+// -1 when every value is finite or the tensor is not floating point.
+int64_t firstNonFinite(const Tensor& t);
+// "NaN", "+Inf" or "-Inf" for element `i` of a float tensor (what firstNonFinite found).
+std::string describeNonFinite(const Tensor& t, int64_t i);
+// Flat row-major index -> "[i0, i1, ...]" in `shape`.
+std::string indexToString(const Shape& shape, int64_t flat);
 
 // float16 / bfloat16 conversions (round-to-nearest-even).
 float halfToFloat(uint16_t h);

@@ -263,7 +263,7 @@ QuantConfig parseConfig(const std::string& text, const std::string& source, cons
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for a number like 1E999
     throwUsage(source + ": not valid JSON: " + e.what());
   }
   QuantConfig c;
@@ -307,7 +307,7 @@ QuantConfig parseConfig(const std::string& text, const std::string& source, cons
   if (r.has("calibration")) readCalibration(r.raw("calibration"), source, c.calibration);
   if (r.has("layers")) {
     ObjectReader l(r.raw("layers"), source, "layers");
-    l.setHint("op_types, quantize_embeddings, skip, min_elements");
+    l.setHint("op_types, quantize_embeddings, skip, min_elements, non_finite");
     if (l.has("op_types")) {
       c.layers.op_types = l.strings("op_types");
       for (const auto& op : c.layers.op_types)
@@ -317,6 +317,11 @@ QuantConfig parseConfig(const std::string& text, const std::string& source, cons
     if (l.has("quantize_embeddings")) c.layers.quantize_embeddings = l.boolean("quantize_embeddings");
     if (l.has("skip")) c.layers.skip = l.strings("skip");
     if (l.has("min_elements")) c.layers.min_elements = l.integer("min_elements", 0, INT64_MAX);
+    if (l.has("non_finite")) {
+      const std::string v = l.string("non_finite");
+      if (v != "error" && v != "keep_float") l.fail("non_finite", "must be \"error\" or \"keep_float\", got \"" + v + "\"");
+      c.layers.keep_non_finite_float = v == "keep_float";
+    }
   }
   if (r.has("overrides")) {
     const json& arr = r.raw("overrides");
@@ -385,7 +390,8 @@ std::string configToJson(const QuantConfig& c) {
   j["pipeline"] = pipeline;
   j["weights"] = weightsJson(c.weights);
   j["layers"] = {{"op_types", c.layers.op_types}, {"quantize_embeddings", c.layers.quantize_embeddings},
-                 {"skip", c.layers.skip}, {"min_elements", c.layers.min_elements}};
+                 {"skip", c.layers.skip}, {"min_elements", c.layers.min_elements},
+                 {"non_finite", c.layers.keep_non_finite_float ? "keep_float" : "error"}};
   json ov = json::array();
   for (const auto& o : c.overrides) {
     json e{{"match", o.match}};

@@ -60,6 +60,9 @@ struct LayerSelection {
   bool quantize_embeddings = false;       // adds "Gather" of constant tables
   std::vector<std::string> skip;          // globs over node or weight names
   int64_t min_elements = 0;               // leave smaller weights in float
+  // A weight holding NaN/Inf: refuse the model (false, the default: exit 2 naming the tensor and the
+  // first bad index) or leave that layer in float and report it ("non_finite": "keep_float").
+  bool keep_non_finite_float = false;
 };
 
 // Activation quantization (the qdq pass): which activations, on what grid, with which observer.

@@ -125,6 +125,18 @@ class PlanBuilder {
         t.weights = *s;
       }
     }
+    if (!t.skip) {
+      if (const int64_t bad = ir::firstNonFinite(t.weight->initializer); bad >= 0) {
+        // A broken weight is never rounded: refused, or (when the config says so) left in float.
+        const std::string what = ir::describeNonFinite(t.weight->initializer, bad) + " at index " +
+                                 ir::indexToString(t.weight->initializer.shape(), bad) + " (element " + std::to_string(bad) + ")";
+        if (!config_.layers.keep_non_finite_float)
+          throwInput("weight '" + t.weight->name() + "' of " + n->describe() + " holds " + what +
+                     "; fix the model, or set \"layers\": {\"non_finite\": \"keep_float\"} to leave such layers in float");
+        t.skip = true;
+        t.skip_reason = "non-finite weight: " + what + " (layers.non_finite = keep_float)";
+      }
+    }
     // Activations get Q/DQ only in the main graph: the qdq pass observes main-graph values.
     t.quantize_activations = !t.skip && scope.empty() && config_.quantizesActivations() &&
                              listed(config_.activations.op_types, n->opType()) && n->opType() != "Gather";

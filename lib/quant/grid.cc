@@ -40,8 +40,8 @@ GroupParams paramsForRange(float lo, float hi, const GridSpec& g) {
   if (g.symmetric) {
     const float amax = std::max(-lo, hi);
     p.scale = amax / static_cast<float>(half - 1);
-    // `!(> 0)` also catches an amax so small (subnormal) that amax / qmax rounds to 0.
-    if (!(p.scale > 0.0f)) p.scale = 1.0f;
+    if (amax == 0.0f) p.scale = 1.0f;
+    else if (!(p.scale >= kMinScale)) p.scale = kMinScale;  // denormal, or rounded to 0
     p.zero = g.is_signed ? 0 : half;
     return p;
   }
@@ -49,7 +49,8 @@ GroupParams paramsForRange(float lo, float hi, const GridSpec& g) {
   // ranges where the float difference is exact the double route rounds to the same float scale.
   const double levels = static_cast<double>((int32_t{1} << g.bits) - 1);
   p.scale = static_cast<float>((static_cast<double>(hi) - static_cast<double>(lo)) / levels);
-  if (!(p.scale > 0.0f)) p.scale = 1.0f;
+  if (hi == lo) p.scale = 1.0f;
+  else if (!(p.scale >= kMinScale)) p.scale = kMinScale;  // denormal, or rounded to 0
   float z = std::nearbyint(-lo / p.scale);
   z = std::min(std::max(z, 0.0f), static_cast<float>((int32_t{1} << g.bits) - 1));
   p.zero = static_cast<int32_t>(z) - (g.is_signed ? half : 0);

@@ -64,8 +64,16 @@ struct GroupParams {
   int32_t zero = 0;
 };
 
+// The smallest scale written: the smallest normal float (2^-126). A range so small that its scale
+// would be denormal gets this one instead (denormal scales are flushed to 0 by FTZ/DAZ kernels, and
+// x / scale overflows); the passes report every scale equal to it (isClampedScale).
+inline constexpr float kMinScale = 0x1p-126f;
+inline bool isClampedScale(float s) { return s == kMinScale; }
+
 // Parameters for a group whose values lie in [lo, hi]. Requires finite lo <= 0 <= hi (callers take
-// lo = min(min(x), 0), hi = max(max(x), 0)). Symmetric grids use amax = max(-lo, hi).
+// lo = min(min(x), 0), hi = max(max(x), 0)). Symmetric grids use amax = max(-lo, hi). An all-zero
+// range gets scale 1 (every code is the zero point, exact); a non-zero range whose scale would be
+// below kMinScale (denormal, or rounding to 0) gets kMinScale.
 GroupParams paramsForRange(float lo, float hi, const GridSpec& g);
 
 // The clip-search ratio of step i (0 <= i <= clip_steps); step 0 is exactly 1.

@@ -145,11 +145,14 @@ TEST_CASE("all-zero group gets scale 1 and reconstructs exactly", "[quant][grid]
   CHECK(dequantizeValue(-8, p) == 0.0f);
 }
 
-TEST_CASE("a range that underflows the scale falls back to scale 1", "[quant][grid]") {
-  // The smallest subnormal / 7 rounds to 0.
+TEST_CASE("a range that underflows the scale gets the smallest normal scale", "[quant][grid]") {
+  // The smallest subnormal / 7 rounds to 0; a scale of 0 (or a denormal one) is clamped to 2^-126
+  // (issue 13: denormal scales are flushed to 0 by FTZ/DAZ kernels). An all-zero range keeps 1.
   const float tiny = std::nextafter(0.0f, 1.0f);
-  CHECK(paramsForRange(0.0f, tiny, GridSpec{4, true, true}).scale == 1.0f);
-  CHECK(paramsForRange(-tiny, 0.0f, GridSpec{4, false, false}).scale == 1.0f);
+  CHECK(paramsForRange(0.0f, tiny, GridSpec{4, true, true}).scale == kMinScale);
+  CHECK(paramsForRange(-tiny, 0.0f, GridSpec{4, false, false}).scale == kMinScale);
+  CHECK(paramsForRange(0.0f, 0.0f, GridSpec{4, true, true}).scale == 1.0f);
+  CHECK(quantizeValue(tiny, paramsForRange(0.0f, tiny, GridSpec{4, true, true}), GridSpec{4, true, true}) == 0);
 }
 
 TEST_CASE("a range near FLT_MAX keeps a finite scale", "[quant][grid]") {
