@@ -1,6 +1,7 @@
 #include "passes/registry.h"
 
 #include "passes/fold_norms.h"
+#include "passes/gptq.h"
 #include "passes/qdq.h"
 #include "passes/rtn.h"
 #include "passes/smooth_quant.h"
@@ -8,7 +9,7 @@
 namespace ptq::passes {
 
 const pipeline::PassTable& builtinPasses() {
-  static const pipeline::PassTable table = {foldNormsPassInfo(), smoothQuantPassInfo(), rtnPassInfo(), qdqPassInfo()};
+  static const pipeline::PassTable table = {foldNormsPassInfo(), smoothQuantPassInfo(), gptqPassInfo(), rtnPassInfo(), qdqPassInfo()};
   return table;
 }
 
