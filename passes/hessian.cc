@@ -1,5 +1,7 @@
 #include "passes/hessian.h"
 
+#include <omp.h>
+
 #include <algorithm>
 
 #include "lib/runtime/gemm.h"
@@ -11,6 +13,8 @@ namespace {
 
 // Output pixels unfolded per GEMM: bounds the im2col buffer (rows x dim floats).
 constexpr int64_t kChunkRows = 4096;
+// Hessian tile edge: wider inputs compute only the lower triangle's tiles.
+constexpr int64_t kTile = 256;
 
 int64_t outSize(int64_t in, int64_t k, int64_t stride, int64_t dil, int64_t pad_sum) {
   return (in + pad_sum - dil * (k - 1) - 1) / stride + 1;
@@ -95,7 +99,35 @@ HessianAccumulator::HessianAccumulator(InputUnfold u, int threads)
     : u_(std::move(u)), threads_(threads), sum_(static_cast<size_t>(u_.groups * u_.dim * u_.dim), 0.0f) {}
 
 void HessianAccumulator::addRows(const float* x, int64_t n, int64_t g, bool transposed) {
-  // sum_g += X^T X for X [n, dim] (transposed: X is stored [dim, n]).
+  // sum_g += X^T X for X [n, dim] (transposed: X is stored [dim, n]). H is symmetric: above kTile columns
+  // only the tiles on and below the diagonal are computed (one single-threaded GEMM each, spread over the
+  // threads: the bits do not depend on which thread runs a tile), and finish() mirrors them.
+  if (u_.dim > kTile && !transposed) {
+    const int64_t nt = (u_.dim + kTile - 1) / kTile, tiles = nt * (nt + 1) / 2;
+    float* c = sum_.data() + g * u_.dim * u_.dim;
+#pragma omp parallel for num_threads(threads_ > 0 ? threads_ : omp_get_max_threads()) schedule(dynamic)
+    for (int64_t t = 0; t < tiles; ++t) {
+      int64_t bi = 0;
+      while ((bi + 1) * (bi + 2) / 2 <= t) ++bi;
+      const int64_t bj = t - bi * (bi + 1) / 2;  // bj <= bi
+      const int64_t i0 = bi * kTile, j0 = bj * kTile;
+      runtime::GemmArgs ga;
+      ga.trans_a = true;
+      ga.M = std::min(kTile, u_.dim - i0);
+      ga.N = std::min(kTile, u_.dim - j0);
+      ga.K = n;
+      ga.A = x + i0;
+      ga.lda = u_.dim;
+      ga.B = x + j0;
+      ga.ldb = u_.dim;
+      ga.beta = 1.0f;
+      ga.C = c + i0 * u_.dim + j0;
+      ga.ldc = u_.dim;
+      runtime::sgemm(ga);
+    }
+    lower_only_ = true;
+    return;
+  }
   runtime::GemmArgs ga;
   ga.trans_a = !transposed;
   ga.trans_b = transposed;
@@ -168,6 +200,14 @@ std::shared_ptr<pipeline::LayerHessian> HessianAccumulator::finish(const std::st
   h->rows = rows_;
   h->source = source;
   h->h = sum_;
+  if (lower_only_) {  // tiles above the diagonal were not computed: mirror the lower triangle
+    const int64_t d = u_.dim;
+    for (int64_t g = 0; g < u_.groups; ++g) {
+      float* m = h->h.data() + g * d * d;
+      for (int64_t i = 0; i < d; ++i)
+        for (int64_t j = i + 1; j < d; ++j) m[i * d + j] = m[j * d + i];
+    }
+  }
   const float f = rows_ > 0 ? 2.0f / static_cast<float>(rows_) : 0.0f;
   for (float& v : h->h) v *= f;
   return h;

@@ -7,8 +7,8 @@
 //            dilations and groups: one row per output pixel, one H per group over C/group * kh * kw
 //            columns, ordered (kh, kw, c) with c fastest (so a weight group along C is a contiguous run
 //            of columns; gptq flattens the weight the same way).
-// Sums go through runtime::sgemmParallel (X^T X per batch, tiled by shape: the same bits at any thread
-// count); im2col works in chunks of output pixels, so memory is H plus one chunk.
+// Sums go through runtime GEMMs (X^T X per batch, tiled by shape, only the lower triangle's tiles for wide
+// inputs: the same bits at any thread count); im2col works in chunks of output pixels, so memory is H plus one chunk.
 #pragma once
 #include <memory>
 #include <optional>
@@ -54,6 +54,7 @@ class HessianAccumulator {
   int threads_;
   std::vector<float> sum_;  // [groups, dim, dim]
   int64_t rows_ = 0;        // per group
+  bool lower_only_ = false; // sum_ holds only tiles on and below the diagonal
 };
 
 }  // namespace ptq::passes
