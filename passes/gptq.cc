@@ -40,11 +40,12 @@ class GptqPass final : public pipeline::Pass {
   pipeline::PassResult run(ir::Model& model, pipeline::PassContext& ctx) override {
     if (!ctx.calibration) throwInternal("pass 'gptq' runs without calibration data (PassManager::checkPipeline lets it)");
     ir::Graph& g = *model.graph;
-    opts_.layer.threads = ctx.threads;
     runtime::SessionOptions so;
     so.threads = ctx.threads;
     so.simulate_quantization = true;  // the model as it will be written: quantized layers run dequantized
     runtime::Session session(model, so);
+    const int threads = session.threads();  // 0 resolved to the core count
+    opts_.layer.threads = threads;
 
     // Which layers GPTQ takes; the others are rounded to nearest.
     std::map<std::string, InputGroup> by_key;
@@ -115,7 +116,7 @@ class GptqPass final : public pipeline::Pass {
         if (h) {
           ++reused;
         } else {
-          HessianAccumulator acc(grp->unfold, ctx.threads);
+          HessianAccumulator acc(grp->unfold, threads);
           br.observeBlock(b, {{grp->input, [&acc, grp](const std::string&, const ir::Tensor& t) {
                                  try {
                                    acc.add(t);
@@ -123,6 +124,9 @@ class GptqPass final : public pipeline::Pass {
                                    throw e.withContext("gptq: input '" + grp->input + "'");
                                  }
                                }}});
+          if (acc.rows() == 0)
+            throwInternal("gptq: input '" + grp->input + "' of " + grp->layers.front()->label() +
+                          " was not computed from block " + std::to_string(b) + "'s inputs");
           h = acc.finish("sequential");
         }
         for (pipeline::LayerPlan* l : grp->layers) {

@@ -94,7 +94,7 @@ TEST_CASE("digits CNN: 4-bit gptq with its convolutions stays within 1 point of 
     return ortJson(a);
   };
   const double fp32 = accuracy(model)["accuracy"].get<double>();
-  double top1[2];
+  double top1[2], agree[2];
   for (int gptq = 0; gptq < 2; ++gptq) {
     const std::string method = gptq ? "gptq" : "rtn";
     const std::string cfg = writeConfig(dir, method, method, 4, "channel", 0);
@@ -102,6 +102,7 @@ TEST_CASE("digits CNN: 4-bit gptq with its convolutions stays within 1 point of 
     quantize(model, cfg, gptq ? calib : "", out, "-j 1");
     const nlohmann::json a = accuracy(out);
     top1[gptq] = a["accuracy"].get<double>();
+    agree[gptq] = a["agreement"].get<double>();
     WARN("digits 4-bit per channel (convs too) " << method << ": accuracy " << top1[gptq] << " (fp32 " << fp32
                                                  << "), agreement " << a["agreement"]);
     if (gptq) {
@@ -111,5 +112,6 @@ TEST_CASE("digits CNN: 4-bit gptq with its convolutions stays within 1 point of 
     }
   }
   CHECK(top1[1] >= fp32 - 0.01);
-  CHECK(top1[1] >= top1[0]);
+  // Measured: rtn 0.973 (agreement with fp32 0.991), gptq 0.975 (0.997); fp32 0.976.
+  CHECK(agree[1] > agree[0]);
 }
