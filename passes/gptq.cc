@@ -78,6 +78,9 @@ class GptqPass final : public pipeline::Pass {
         grp.unfold = *u;
       }
       grp.layers.push_back(l);
+      if (l->readers.size() > 1)
+        ctx.plan.note(*l, "gptq", "weight read by " + std::to_string(l->readers.size()) +
+                                      " layers: the Hessian is the first reader's input");
       key_of_node[l->node] = key;
       gptq_layers.push_back(l);
     }
@@ -136,7 +139,7 @@ class GptqPass final : public pipeline::Pass {
         }
         any_quantized = true;
       }
-      br.runBlock(b);
+      if (opts_.sequential) br.runBlock(b);  // else nothing reads the boundary: every Hessian is known
     }
     result.changed = true;
     result.counters["hessians_reused"] = reused;
