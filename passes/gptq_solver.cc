@@ -32,25 +32,30 @@ bool allFinite(const float* x, int64_t n) {
 }
 
 // U (row-major float [n, n]) with U^T U = (H + lambda I)^-1, trying more damping while a factorization
-// fails. Returns the damping fraction used.
-double invertedCholesky(MatD hd, double damp, std::vector<float>* u, int* retries) {
+// fails. Returns the damping fraction used. Both factorizations run in place (Eigen::LLT on a Ref): besides
+// H, two n x n doubles at a time.
+double invertedCholesky(const MatD& hd, double damp, std::vector<float>* u, int* retries) {
   const int64_t n = hd.rows();
   const double mean_diag = hd.diagonal().mean();
-  const MatD base = hd;
   for (*retries = 0; *retries <= 8; ++*retries, damp *= 10.0) {
-    hd = base;
-    hd.diagonal().array() += damp * mean_diag;
-    Eigen::LLT<MatD> llt(hd);
+    MatD work = hd;
+    work.diagonal().array() += damp * mean_diag;
+    Eigen::LLT<Eigen::Ref<MatD>> llt(work);  // work now holds L: H + lambda I = L L^T
     if (llt.info() != Eigen::Success) continue;
-    MatD hinv = llt.solve(MatD::Identity(n, n));
-    hinv = (hinv + hinv.transpose()).eval() * 0.5;  // exact symmetry for the second factorization
-    Eigen::LLT<MatD> llt_inv(hinv);
+    MatD hinv = MatD::Identity(n, n);
+    llt.solveInPlace(hinv);
+    work.resize(0, 0);
+    for (int64_t i = 0; i < n; ++i)  // exact symmetry for the second factorization
+      for (int64_t j = i + 1; j < n; ++j) hinv(i, j) = hinv(j, i) = 0.5 * (hinv(i, j) + hinv(j, i));
+    Eigen::LLT<Eigen::Ref<MatD>> llt_inv(hinv);     // hinv now holds L2: H^-1 = L2 L2^T, so U = L2^T
     if (llt_inv.info() != Eigen::Success) continue;
-    const MatD upper = llt_inv.matrixU();  // hinv = U^T U
-    if (!upper.allFinite() || (upper.diagonal().array() <= 0.0).any()) continue;
-    u->resize(static_cast<size_t>(n * n));
+    bool ok = true;
+    for (int64_t i = 0; i < n && ok; ++i) ok = std::isfinite(hinv(i, i)) && hinv(i, i) > 0.0;
+    if (!ok) continue;
+    u->assign(static_cast<size_t>(n * n), 0.0f);
     for (int64_t i = 0; i < n; ++i)
-      for (int64_t j = 0; j < n; ++j) (*u)[static_cast<size_t>(i * n + j)] = static_cast<float>(upper(i, j));
+      for (int64_t j = i; j < n; ++j) (*u)[static_cast<size_t>(i * n + j)] = static_cast<float>(hinv(j, i));
+    if (!std::all_of(u->begin(), u->end(), [](float v) { return std::isfinite(v); })) continue;
     return damp;
   }
   throwInternal("gptq: the Hessian is not positive definite even with damping " + std::to_string(damp / 10.0) +
