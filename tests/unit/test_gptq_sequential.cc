@@ -133,7 +133,7 @@ TEST_CASE("gptq's forward work stays a constant number of model passes as the mo
   CHECK(std::fabs(ratio[1] - ratio[0]) < 0.5);
 }
 
-TEST_CASE("gptq without sequential uses the float model's Hessians; bits from the plan are obeyed", "[gptq]") {
+TEST_CASE("gptq without sequential uses the float model's Hessians, and bits from the plan are obeyed", "[gptq]") {
   ir::Model m = chainModel(3);
   const calib::CalibrationSet set = calib::CalibrationSet::load(syntheticSpec(), *m.graph);
   const std::vector<double> float_h = measuredHessian(m, set, "r1", false);
