@@ -1,6 +1,7 @@
 #include "passes/registry.h"
 
 #include "passes/fold_norms.h"
+#include "passes/gptq.h"
 #include "passes/hadamard_rotation.h"
 #include "passes/qdq.h"
 #include "passes/rtn.h"
@@ -10,7 +11,10 @@
 namespace ptq::passes {
 
 const pipeline::PassTable& builtinPasses() {
-  static const pipeline::PassTable table = {foldNormsPassInfo(), smoothQuantPassInfo(), hadamardRotationPassInfo(), scaleReparamPassInfo(), rtnPassInfo(), qdqPassInfo()};
+  // In the order of ../shared/DESIGN.md's pipeline: transforms, then weight quantizers, then activations.
+  static const pipeline::PassTable table = {foldNormsPassInfo(),  smoothQuantPassInfo(), hadamardRotationPassInfo(),
+                                            scaleReparamPassInfo(), gptqPassInfo(),       rtnPassInfo(),
+                                            qdqPassInfo()};
   return table;
 }
 

@@ -12,6 +12,8 @@
 // order, main graph before subgraphs); `readers` lists them all.
 #pragma once
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -19,6 +21,22 @@
 #include "lib/pipeline/config.h"
 
 namespace ptq::pipeline {
+
+// The second moment of a layer's input, H = (2/N) sum_t x_t x_t^T over the N calibration rows x_t
+// (tokens of a MatMul/Gemm input; im2col patches of a Conv, one H per conv group): the Hessian of
+// ||W X - W^ X||^2 that gptq minimizes and a bit-allocation pass weighs errors with (Tr(H)/n). One
+// object per distinct layer input, shared by the layers reading it (q/k/v), computed once by the
+// pass that first needs it and left on the plan for the passes after it.
+struct LayerHessian {
+  int64_t dim = 0;                 // columns of the layer's flattened weight (K, or C/group * kh * kw)
+  int64_t groups = 1;              // conv groups: `h` holds `groups` matrices of dim x dim
+  std::vector<float> h;            // row-major [groups, dim, dim], symmetric
+  int64_t rows = 0;                // N: input rows (tokens, output pixels) summed over
+  // "float": the inputs came from the float model; "sequential": from the model with every layer
+  // before this one already quantized (gptq's sequential mode).
+  std::string source;
+  const float* matrix(int64_t g) const { return h.data() + g * dim * dim; }
+};
 
 struct LayerPlan {
   // Where the layer is.
@@ -40,6 +58,10 @@ struct LayerPlan {
   // Who decided: "config" or the name of the pass that changed it last, and each change in order.
   std::string decided_by = "config";
   std::vector<std::string> history;
+
+  // Analyses passes leave for later passes and the report.
+  std::shared_ptr<const LayerHessian> hessian;  // null unless a pass computed and kept it
+  std::map<std::string, double> metrics;        // named per-layer figures ("gptq_loss", ...), in the report
 
   std::string label() const;      // "node 'x' (MatMul) weight 'w'" (+ " in scope") for messages
 };

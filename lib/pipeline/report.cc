@@ -19,6 +19,7 @@ std::vector<LayerRecord> layerRecords(const QuantPlan& plan) {
     r.shape = l.weight->initializer.shape();
     r.decided_by = l.decided_by;
     r.history = l.history;
+    r.metrics = l.metrics;
     r.activations = l.quantize_activations;
     r.bytes_before = static_cast<int64_t>(l.weight->initializer.nbytes());
     const ir::QuantizedWeight* q = l.weight->quant.get();
@@ -57,6 +58,7 @@ std::string Report::toJson() const {
            {"decided_by", l.decided_by}};
     if (!l.scope.empty()) e["scope"] = l.scope;
     if (!l.history.empty()) e["history"] = l.history;
+    if (!l.metrics.empty()) e["metrics"] = l.metrics;
     if (l.activations) e["activations"] = "quantized";
     if (l.bits) {
       ++quantized;

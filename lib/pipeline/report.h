@@ -21,6 +21,7 @@ struct LayerRecord {
   std::string action;        // "quantized (rtn)", "skipped: <why>"
   std::string decided_by;    // "config" or the pass that changed the plan's settings last
   std::vector<std::string> history;  // the plan's changes, in order
+  std::map<std::string, double> metrics;  // figures a pass measured (gptq: loss, rtn_loss, damp, seconds)
   bool activations = false;  // its input/output activations are quantized
   int bits = 0;
   std::string granularity;   // tensor | channel | group

@@ -98,6 +98,16 @@ void BlockRunner::runBlock(size_t i, const std::map<std::string, Session::TapFn>
   ++next_;
 }
 
+void BlockRunner::observeBlock(size_t i, const std::map<std::string, Session::TapFn>& taps) {
+  if (i != next_ || i >= blocks_.size())
+    throwUsage("block runner: block " + std::to_string(i) + " observed, next is " + std::to_string(next_) + " of " +
+               std::to_string(blocks_.size()));
+  if (taps.empty()) return;
+  std::vector<std::string> wanted;
+  for (const auto& [name, fn] : taps) wanted.push_back(name);
+  for (const auto& feeds : boundary_) session_.run(feeds, wanted, taps);
+}
+
 std::vector<std::map<std::string, ir::Tensor>> BlockRunner::finish() {
   while (next_ < blocks_.size()) runBlock(next_);
   return std::move(boundary_);

@@ -9,6 +9,7 @@
 //     ... quantize block i's weights; session.setConstant / reloadConstant ...
 //   }
 //   auto outputs = br.finish();                    // graph outputs per batch
+// observeBlock(i, taps) runs part of block i without moving on (see there).
 //
 // Boundaries are found from the session's execution order: at every gap between two steps, the
 // live set is the non-constant values produced before the gap (or graph inputs) that are read after
@@ -44,6 +45,11 @@ class BlockRunner {
   // Runs block `i` (must be nextBlock()) on every batch, calling `taps` (value name -> fn) for values
   // computed in the block or fed to it; its outputs become the new boundary (the old one is freed).
   void runBlock(size_t i, const std::map<std::string, Session::TapFn>& taps = {});
+  // Runs block `i` (must be nextBlock()) on every batch only as far as the tapped values need, calling
+  // `taps`; the boundary is kept, so runBlock(i) still follows. For a pass that changes a layer of the
+  // block and then needs a later value of the same block computed with the change (gptq, layer by
+  // layer inside a transformer block): each call costs at most one run of the block.
+  void observeBlock(size_t i, const std::map<std::string, Session::TapFn>& taps);
   // Runs the remaining blocks and returns the graph outputs per batch.
   std::vector<std::map<std::string, ir::Tensor>> finish();
 
