@@ -20,38 +20,15 @@
 #include "support/ort.h"
 #include "support/run_command.h"
 #include "support/pipeline.h"
+#include "support/rewrite_checks.h"
 #include "support/skip.h"
 #include "support/test_paths.h"
 
 using namespace ptq;
+using test::maxRelativeError;
+using test::readBytes;
 
 namespace {
-
-double maxRelativeError(const ir::Tensor& ref, const ir::Tensor& got) {
-  REQUIRE(ref.shape() == got.shape());
-  const std::vector<float> a = ref.toFloats(), b = got.toFloats();
-  double scale = 0, err = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    scale = std::max(scale, std::fabs(static_cast<double>(a[i])));
-    err = std::max(err, std::fabs(static_cast<double>(a[i]) - b[i]));
-  }
-  return err / std::max(scale, 1e-30);
-}
-
-std::vector<char> readBytes(const std::string& path, size_t n) {
-  std::vector<char> v(n);
-  FILE* f = std::fopen(path.c_str(), "rb");
-  REQUIRE(f);
-  REQUIRE(std::fread(v.data(), 1, n, f) == n);
-  std::fclose(f);
-  return v;
-}
-
-int64_t counter(const driver::PipelineRun& run, const std::string& pass, const std::string& name) {
-  for (const auto& p : run.report.passes)
-    if (p.name == pass) return p.counters.count(name) ? p.counters.at(name) : -1;
-  return -1;
-}
 
 // Deterministic pseudo-random values with 3 decimals, written as ONNX text.
 std::string values(int64_t count, uint64_t seed, double scale, double offset = 0) {
@@ -152,14 +129,14 @@ TEST_CASE("hadamard-rotation preserves the zoo transformers' function", "[rotati
       driver::PipelineRun run = driver::runPipeline(m, config, nullptr, 0, true);
       driver::legalizeRun(m, {}, run, true);
       CHECK(run.report.warnings.empty());
-      CHECK(counter(run, "hadamard-rotation", "norms_rewritten_as_rms") == c.norms_rewritten);
-      CHECK(counter(run, "hadamard-rotation", "embeddings_rotated") == c.embeddings);
-      CHECK(counter(run, "hadamard-rotation", "constants_rotated") == c.constants);
-      CHECK(counter(run, "hadamard-rotation", "patch_convs_rotated") == c.convs);
-      CHECK(counter(run, "hadamard-rotation", "writers_rotated") == 8);
-      CHECK(counter(run, "hadamard-rotation", "online_hadamards") == (std::string(online) == "all" ? 8 : 4));
+      CHECK(test::passCounter(run, "hadamard-rotation", "norms_rewritten_as_rms") == c.norms_rewritten);
+      CHECK(test::passCounter(run, "hadamard-rotation", "embeddings_rotated") == c.embeddings);
+      CHECK(test::passCounter(run, "hadamard-rotation", "constants_rotated") == c.constants);
+      CHECK(test::passCounter(run, "hadamard-rotation", "patch_convs_rotated") == c.convs);
+      CHECK(test::passCounter(run, "hadamard-rotation", "writers_rotated") == 8);
+      CHECK(test::passCounter(run, "hadamard-rotation", "online_hadamards") == (std::string(online) == "all" ? 8 : 4));
       // Kilobytes of online constants, not an n×n matrix per layer.
-      CHECK(counter(run, "hadamard-rotation", "online_hadamard_constant_bytes") < 8 * 300 * 1024);
+      CHECK(test::passCounter(run, "hadamard-rotation", "online_hadamard_constant_bytes") < 8 * 300 * 1024);
       runtime::Session after(m);
       const double exec_err = maxRelativeError(ref, after.run({{c.input, c.feed}}).at("logits"));
       const std::string out = dir + "/" + c.name + ".rotated." + online + ".onnx";
@@ -203,17 +180,17 @@ TEST_CASE("hadamard-rotation on text-format graphs of non-power-of-two and uncon
     ir::Model m = onnx_io::parseModelText(text);
     driver::PipelineRun run =
         driver::runPipeline(m, test::parseConfig(R"({"pipeline": ["fold-norms", "hadamard-rotation"], "seed": 3})"), nullptr, 0, true);
-    CHECK(counter(run, "hadamard-rotation", "stream_width") == c.hidden);
-    CHECK(counter(run, "hadamard-rotation", "stream_block_diagonal") == (c.hidden == 156 ? 1 : 0));
-    CHECK(counter(run, "hadamard-rotation", "online_hadamards") == 1);
-    CHECK(counter(run, "hadamard-rotation", "readers_rotated") == (c.layer_norm ? 2 : 3));
+    CHECK(test::passCounter(run, "hadamard-rotation", "stream_width") == c.hidden);
+    CHECK(test::passCounter(run, "hadamard-rotation", "stream_block_diagonal") == (c.hidden == 156 ? 1 : 0));
+    CHECK(test::passCounter(run, "hadamard-rotation", "online_hadamards") == 1);
+    CHECK(test::passCounter(run, "hadamard-rotation", "readers_rotated") == (c.layer_norm ? 2 : 3));
     // The fallback is reported.
     CHECK(run.report.warnings.size() == (c.hidden == 156 ? 2u : 0u));
     // The online constants: one small matrix per factor (kilobytes), e.g. 36² + 32² floats for 1152, and the signs.
     int64_t bytes = 0;
     for (const auto& f : quant::hadamardTransform(c.mlp).sizes) bytes += f * f * 4;
     bytes += c.mlp * 4;  // the online signs
-    CHECK(counter(run, "hadamard-rotation", "online_hadamard_constant_bytes") == bytes);
+    CHECK(test::passCounter(run, "hadamard-rotation", "online_hadamard_constant_bytes") == bytes);
     CHECK(bytes < 16 * 1024);
     runtime::Session after(m);
     const ir::Tensor got = after.run({{"ids", feed}}).at("logits");
@@ -250,7 +227,7 @@ TEST_CASE("hadamard-rotation unties a tied LM head before rotating", "[rotation]
       m, test::parseConfig(R"({"pipeline": ["fold-norms", "hadamard-rotation", "rtn"], "weights": {"bits": 8}})"), nullptr, 0, true);
   // fold-norms already gave the head its own Eᵀ (its norm had γ ≠ 1); either way E·Q feeds the Gather
   // and Qᵀ·Eᵀ the head.
-  CHECK(counter(run, "fold-norms", "tied_weights_untied") + counter(run, "hadamard-rotation", "tied_weights_untied") == 1);
+  CHECK(test::passCounter(run, "fold-norms", "tied_weights_untied") + test::passCounter(run, "hadamard-rotation", "tied_weights_untied") == 1);
   for (ir::Node* n : m.graph->nodes()) CHECK(n->opType() != "Transpose");
   runtime::Session after(m);
   // 8-bit weights: close, not exact; the float check is the rotation alone below.

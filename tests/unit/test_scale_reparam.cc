@@ -16,39 +16,16 @@
 #include "passes/softmax_quant.h"
 #include "support/ort.h"
 #include "support/pipeline.h"
+#include "support/rewrite_checks.h"
 #include "support/run_command.h"
 #include "support/skip.h"
 #include "support/test_paths.h"
 
 using namespace ptq;
+using test::maxRelativeError;
+using test::readBytes;
 
 namespace {
-
-double maxRelativeError(const ir::Tensor& ref, const ir::Tensor& got) {
-  REQUIRE(ref.shape() == got.shape());
-  const std::vector<float> a = ref.toFloats(), b = got.toFloats();
-  double scale = 0, err = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    scale = std::max(scale, std::fabs(static_cast<double>(a[i])));
-    err = std::max(err, std::fabs(static_cast<double>(a[i]) - b[i]));
-  }
-  return err / std::max(scale, 1e-30);
-}
-
-std::vector<char> readBytes(const std::string& path, size_t n) {
-  std::vector<char> v(n);
-  FILE* f = std::fopen(path.c_str(), "rb");
-  REQUIRE(f);
-  REQUIRE(std::fread(v.data(), 1, n, f) == n);
-  std::fclose(f);
-  return v;
-}
-
-int64_t counter(const driver::PipelineRun& run, const std::string& pass, const std::string& name) {
-  for (const auto& p : run.report.passes)
-    if (p.name == pass) return p.counters.count(name) ? p.counters.at(name) : -1;
-  return -1;
-}
 
 calib::CalibrationSpec vitCalibration(int64_t samples) {
   calib::CalibrationSpec c;
@@ -100,7 +77,7 @@ TEST_CASE("scale-reparam alone preserves the zoo transformers' function", "[repa
     driver::PipelineRun run = driver::runPipeline(m, test::parseConfig(R"({"pipeline": ["scale-reparam"]})"), &set, 0, true);
     driver::legalizeRun(m, {}, run, true);
     CHECK(run.report.warnings.empty());
-    CHECK(counter(run, "scale-reparam", "norms_reparameterized") == c.norms);
+    CHECK(test::passCounter(run, "scale-reparam", "norms_reparameterized") == c.norms);
     runtime::Session after(m);
     const double exec_err = maxRelativeError(ref, after.run({{c.input, c.feed}}).at("logits"));
     const std::string out = dir + "/" + c.name + ".reparam.onnx";
@@ -146,7 +123,7 @@ g (float[N, 4] x) => (float[N, 3] y, float[N, 2] z)
       m, test::parseConfig(R"({"pipeline": ["scale-reparam", "qdq"], "activations": {"bits": 8}})"), &set, 0, true);
   // (qdq only so that "activations.bits" is read; the comparison below runs the model before qdq's Q/DQ are
   // lowered, so it still checks the float function.)
-  CHECK(counter(run, "scale-reparam", "norms_reparameterized") == 1);
+  CHECK(test::passCounter(run, "scale-reparam", "norms_reparameterized") == 1);
 
   // Hand: per-channel ranges of n (over the same data), s_c = (hi − lo)/255, z_c = round(−lo/s_c).
   double lo[4] = {0, 0, 0, 0}, hi[4] = {0, 0, 0, 0}, s[4], z[4], sm = 0, zm = 0;

@@ -20,32 +20,15 @@
 #include "passes/smooth_search.h"
 #include "support/ort.h"
 #include "support/pipeline.h"
+#include "support/rewrite_checks.h"
 #include "support/skip.h"
 #include "support/test_paths.h"
 
 using namespace ptq;
+using test::maxRelativeError;
+using test::readBytes;
 
 namespace {
-
-double maxRelativeError(const ir::Tensor& ref, const ir::Tensor& got) {
-  REQUIRE(ref.shape() == got.shape());
-  const std::vector<float> a = ref.toFloats(), b = got.toFloats();
-  double scale = 0, err = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    scale = std::max(scale, std::fabs(static_cast<double>(a[i])));
-    err = std::max(err, std::fabs(static_cast<double>(a[i]) - b[i]));
-  }
-  return err / std::max(scale, 1e-30);
-}
-
-std::vector<char> readBytes(const std::string& path, size_t n) {
-  std::vector<char> v(n);
-  FILE* f = std::fopen(path.c_str(), "rb");
-  REQUIRE(f);
-  REQUIRE(std::fread(v.data(), 1, n, f) == n);
-  std::fclose(f);
-  return v;
-}
 
 struct ZooCase {
   std::string name, input;
@@ -77,12 +60,6 @@ std::vector<ZooCase> zooCases() {
 ir::Tensor logits(const ir::Model& m, const std::string& input, const ir::Tensor& feed) {
   runtime::Session s(m);
   return s.run({{input, feed}}).at("logits");
-}
-
-int64_t counter(const driver::PipelineRun& run, const std::string& pass, const std::string& name) {
-  for (const auto& p : run.report.passes)
-    if (p.name == pass) return p.counters.count(name) ? p.counters.at(name) : -1;
-  return -1;
 }
 
 }  // namespace
@@ -129,18 +106,18 @@ TEST_CASE("fold-norms and smooth-quant preserve the zoo transformers' function",
       const auto norms = ir::matchNorms(*m.graph);
       CHECK(norms.size() == 9);
       if (std::string(p.label) == "fold") {
-        CHECK(counter(run, "fold-norms", "norms_folded") == 9);
-        CHECK(counter(run, "fold-norms", "norms_left_unchanged") == 0);
+        CHECK(test::passCounter(run, "fold-norms", "norms_folded") == 9);
+        CHECK(test::passCounter(run, "fold-norms", "norms_left_unchanged") == 0);
         // gpt's final norm had a beta and the head no bias: the one bias created.
-        CHECK(counter(run, "fold-norms", "biases_created") == (c.name == "gpt-fortunes" ? 1 : 0));
+        CHECK(test::passCounter(run, "fold-norms", "biases_created") == (c.name == "gpt-fortunes" ? 1 : 0));
         for (const ir::NormMatch& n : norms) {
           for (float g : n.gamma()->initializer.toFloats()) CHECK(g == 1.0f);
           if (n.beta())
             for (float b : n.beta()->initializer.toFloats()) CHECK(b == 0.0f);
         }
       } else if (std::string(p.label) == "smooth") {
-        CHECK(counter(run, "smooth-quant", "folded_into_norms") == 9);
-        CHECK(counter(run, "smooth-quant", "muls_inserted") == 0);
+        CHECK(test::passCounter(run, "smooth-quant", "folded_into_norms") == 9);
+        CHECK(test::passCounter(run, "smooth-quant", "muls_inserted") == 0);
         // The chosen alpha is in each smoothed layer's history.
         bool noted = false;
         for (const auto& l : run.report.layers)
@@ -148,8 +125,8 @@ TEST_CASE("fold-norms and smooth-quant preserve the zoo transformers' function",
         CHECK(noted);
       } else {
         // o-proj / down-proj / fc2 inputs come from a Reshape or an activation Mul: nothing can absorb 1/s.
-        CHECK(counter(run, "smooth-quant", "muls_inserted") == 8);
-        CHECK(counter(run, "smooth-quant", "folded_into_norms") == 9);
+        CHECK(test::passCounter(run, "smooth-quant", "muls_inserted") == 8);
+        CHECK(test::passCounter(run, "smooth-quant", "folded_into_norms") == 9);
         int muls = 0;
         for (ir::Node* n : m.graph->nodes())
           if (n->name.find("_SmoothMul") != std::string::npos) {
@@ -189,8 +166,8 @@ g (float[N, 3] x) => (float[N, 2] y, float[N, 2] z, float[3, 2] wout)
     runtime::Session before(m);
     const auto ref = before.run({{"x", x}});
     driver::PipelineRun run = driver::runPipeline(m, test::parseConfig(R"({"pipeline": ["fold-norms"]})"), nullptr, 0, true);
-    CHECK(counter(run, "fold-norms", "norms_folded") == 1);
-    CHECK(counter(run, "fold-norms", "biases_created") == 2);
+    CHECK(test::passCounter(run, "fold-norms", "norms_folded") == 1);
+    CHECK(test::passCounter(run, "fold-norms", "biases_created") == 2);
     runtime::Session after(m);
     const auto got = after.run({{"x", x}});
     CHECK(maxRelativeError(ref.at("y"), got.at("y")) <= 1e-6);
@@ -220,8 +197,8 @@ g (int64[N] ids) => (float[N, 3] logits)
     const ir::Tensor ref = before.run({{"ids", ids}}).at("logits");
     driver::PipelineRun run = driver::runPipeline(
         m, test::parseConfig(R"({"pipeline": ["fold-norms", "rtn"]})"), nullptr, 0, true);
-    CHECK(counter(run, "fold-norms", "tied_weights_untied") == 1);
-    CHECK(counter(run, "fold-norms", "norms_folded") == 1);
+    CHECK(test::passCounter(run, "fold-norms", "tied_weights_untied") == 1);
+    CHECK(test::passCounter(run, "fold-norms", "norms_folded") == 1);
     // The table is untouched (the Gather still reads it) and the head is now a quantized layer of its own.
     CHECK(m.graph->findValue("table")->initializer.toFloats() == std::vector<float>{1, 2, 3, -4, 5, 0.5f});
     REQUIRE(run.report.layers.size() == 1);
@@ -244,7 +221,7 @@ g (float[N, 2] x) => (float[N, 2] y)
     const std::string before = onnx_io::serializeModel(m);
     driver::PipelineRun run = driver::runPipeline(m, test::parseConfig(R"({"pipeline": ["fold-norms"]})"), nullptr, 0, true);
     CHECK(onnx_io::serializeModel(m) == before);
-    CHECK(counter(run, "fold-norms", "norms_left_unchanged") == 1);
+    CHECK(test::passCounter(run, "fold-norms", "norms_left_unchanged") == 1);
     REQUIRE(run.report.warnings.size() == 1);
     CHECK_THAT(run.report.warnings[0], Catch::Contains("left unchanged") && Catch::Contains("Add"));
   }
@@ -281,9 +258,9 @@ g (float[N, 3] x) => (float[N, 2] y)
       m, test::parseConfig(R"({"pipeline": ["smooth-quant"], "passes": {"smooth-quant": {"targets": "linears"}}})"), &set,
       0, true);
   // x is a graph input (Mul), h comes from MatMul+Add (folded into w1, b1), r from a Relu (Mul).
-  CHECK(counter(run, "smooth-quant", "tensors_smoothed") == 3);
-  CHECK(counter(run, "smooth-quant", "folded_into_linears") == 1);
-  CHECK(counter(run, "smooth-quant", "muls_inserted") == 2);
+  CHECK(test::passCounter(run, "smooth-quant", "tensors_smoothed") == 3);
+  CHECK(test::passCounter(run, "smooth-quant", "folded_into_linears") == 1);
+  CHECK(test::passCounter(run, "smooth-quant", "muls_inserted") == 2);
   runtime::Session after(m);
   CHECK(maxRelativeError(ref, after.run({{"x", x}}).at("y")) <= 1e-5);
 }
