@@ -3,8 +3,10 @@
 #   scripts/test.sh              Release build in build/, all tests
 #   scripts/test.sh --sanitize   ASan+UBSan build in build-asan/, all tests
 # Extra arguments after -- go to ctest (e.g. scripts/test.sh -- -R config).
-# After the suite, the Release run fuzzes every reader for PTQ_FUZZ_SECONDS seconds each (default 20;
-# 0 turns it off) through scripts/fuzz.sh; a finding fails the run, a missing clang is reported as skipped.
+# After the suite, the Release run fuzzes every reader through scripts/fuzz.sh --ci (a fixed number of
+# executions from a fixed seed, so a tree's result is the same on every machine); PTQ_FUZZ_SECONDS=S runs
+# each reader for S seconds instead, 0 turns fuzzing off. A finding fails the run, a missing clang is
+# reported as skipped.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="$root/build"
@@ -43,12 +45,18 @@ total="$(count '.')"
 echo "test.sh: $passed passed, $((total - passed - skipped)) failed, $skipped skipped (of $total tests; skipped ones are listed above as '(Skipped)')"
 
 # Bounded fuzzing of the readers (Release runs only; the sanitizer run has its own purpose).
-fuzz_seconds="${PTQ_FUZZ_SECONDS:-20}"
+fuzz_seconds="${PTQ_FUZZ_SECONDS:-ci}"
 if [[ "$build" == "$root/build" && "$fuzz_seconds" != 0 ]]; then
   fuzz_status=0
-  "$root/scripts/fuzz.sh" "$fuzz_seconds" || fuzz_status=$?
+  if [[ "$fuzz_seconds" == ci ]]; then
+    fuzz_what="fixed executions from seed 1"
+    "$root/scripts/fuzz.sh" --ci || fuzz_status=$?
+  else
+    fuzz_what="${fuzz_seconds}s per target"
+    "$root/scripts/fuzz.sh" "$fuzz_seconds" || fuzz_status=$?
+  fi
   case "$fuzz_status" in
-    0) echo "test.sh: fuzz: no findings (${fuzz_seconds}s per target)" ;;
+    0) echo "test.sh: fuzz: no findings ($fuzz_what)" ;;
     77) echo "test.sh: fuzz: SKIPPED (clang-14 / libFuzzer not installed; see scripts/setup-deps.sh)" ;;
     *) echo "test.sh: fuzz: FAILED (findings in $root/build-fuzz/findings)"; status=1 ;;
   esac

@@ -191,6 +191,10 @@ Layout openLayout(const std::string& path) {
     blob.offset = static_cast<uint64_t>(h.integer(blobs[i], where, "offset", 0, INT64_MAX));
     blob.bytes = static_cast<uint64_t>(h.integer(blobs[i], where, "bytes", 0, INT64_MAX));
     blob.xxh64 = h.string(blobs[i], where, "xxh64");
+    // Scales are read in place as floats: an offset off the format's alignment would be a misaligned load.
+    if (blob.offset % kPtqAlign != 0)
+      h.fail(where + ".offset", std::to_string(blob.offset) + " is not a multiple of " + std::to_string(kPtqAlign) +
+                                    " (blobs are " + std::to_string(kPtqAlign) + "-byte aligned)");
     if (blob.offset > avail || blob.bytes > avail - blob.offset)
       throwInput(path + ": truncated: blob '" + blob.name + "' needs bytes up to " + std::to_string(l.data_start) + " + " +
                  std::to_string(blob.offset) + " + " + std::to_string(blob.bytes) + ", the file has " +
