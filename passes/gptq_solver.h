@@ -4,7 +4,7 @@
 // ||W X - W^ X||^2 column by column with optimal-brain-surgeon error feedback:
 //
 //   dead columns (H_jj = 0): H_jj = 1, W[:, j] = 0;  optional act-order (columns by diag H, descending);
-//   H += damp * mean(diag H) * I;  U = upper Cholesky factor of H^-1  (Eigen, double);
+//   H += damp * mean(diag H) * I;  U = upper Cholesky factor of H^-1  (double; lib/runtime/cholesky);
 //   for each block of columns [i1, i2):                       (lazy batch updates, one GEMM per block)
 //     for i in block: q = Q(w_i); e = (w_i - q) / U_ii; W[:, i+1:i2] -= e U[i, i+1:i2]
 //     W[:, i2:] -= E U[i1:i2, i2:]                             (runtime::sgemmParallel)

@@ -25,8 +25,8 @@ using SetThreadsFn = void (*)(int);
 // on CPUs with the AVX-512 subsets of Skylake-X but a core name OpenBLAS 0.3.21 does not know
 // (AMD Zen 4, which it would run with AVX2 kernels) the Skylake-X kernels. Both only when the user
 // has not set the variable.
-SgemmFn blasSgemm() {
-  static const SgemmFn fn = []() -> SgemmFn {
+void* openblasHandle() {
+  static void* const handle = []() -> void* {
     const char* force = std::getenv("PTQ_GEMM");
     if (force && std::strcmp(force, "eigen") == 0) return nullptr;
     setenv("OPENBLAS_NUM_THREADS", "1", 0);
@@ -37,10 +37,17 @@ SgemmFn blasSgemm() {
     void* h = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_LOCAL);
     if (!h) h = dlopen("libopenblas.so", RTLD_NOW | RTLD_LOCAL);
     if (!h) return nullptr;
-    auto sg = reinterpret_cast<SgemmFn>(dlsym(h, "cblas_sgemm"));
     auto st = reinterpret_cast<SetThreadsFn>(dlsym(h, "openblas_set_num_threads"));
     if (st) st(1);
-    return sg;
+    return h;
+  }();
+  return handle;
+}
+
+SgemmFn blasSgemm() {
+  static const SgemmFn fn = []() -> SgemmFn {
+    void* h = openblasHandle();
+    return h ? reinterpret_cast<SgemmFn>(dlsym(h, "cblas_sgemm")) : nullptr;
   }();
   return fn;
 }
@@ -68,6 +75,11 @@ void eigenGemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const
   else c.noalias() += alpha * a.transpose() * b.transpose();
 }
 }  // namespace
+
+void* openblasSymbol(const char* name) {
+  void* h = openblasHandle();
+  return h ? dlsym(h, name) : nullptr;
+}
 
 const char* gemmBackend() { return useBlas() ? "openblas" : "eigen"; }
 

@@ -34,6 +34,9 @@ void sgemmBatchedOffsets(const GemmArgs& g, int64_t batch, const int64_t* a_off,
                          const int64_t* c_off, int threads);
 // Which backend runs: "openblas" or "eigen".
 const char* gemmBackend();
+// A symbol of the OpenBLAS that sgemm uses (its LAPACK too: lib/runtime/cholesky), set to one thread;
+// nullptr when it is not installed or PTQ_GEMM=eigen.
+void* openblasSymbol(const char* name);
 
 // Double GEMM (rare: float64 MatMul/Gemm), Eigen, single thread.
 void dgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t lda,
