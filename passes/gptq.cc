@@ -139,7 +139,10 @@ class GptqPass final : public pipeline::Pass {
         }
         any_quantized = true;
       }
-      if (opts_.sequential) br.runBlock(b);  // else nothing reads the boundary: every Hessian is known
+      // Block b's output feeds block b+1's Hessians. Not after the last block (nothing reads it, and on an
+      // LM it is the vocabulary projection: 2 * d * V flops per token), nor when not sequential (every
+      // Hessian is known).
+      if (opts_.sequential && b + 1 < br.numBlocks()) br.runBlock(b);
     }
     result.changed = true;
     result.counters["hessians_reused"] = reused;
