@@ -16,9 +16,10 @@
 // execution order, one distinct input at a time: the input is observed by running the block only as far
 // as that value (BlockRunner::observeBlock), its Hessian built, every layer reading it quantized and
 // reloaded into the session; at the end the block runs once more with all its layers quantized and its
-// outputs feed the next block. So layer k's Hessian comes from the quantized layers before it, the
-// forward work is a small constant number of model passes (not layers x passes), and memory holds one
-// block boundary per batch plus the Hessian being used. `sequential: false` takes every Hessian from
+// outputs feed the next block (from the block's last observed input, kept up to 512 MB, so what leads
+// to it is not recomputed; the last block does not run). So layer k's Hessian comes from the quantized
+// layers before it, the forward work is about 1.1-1.2 model passes (not layers x passes), and memory
+// holds one block boundary per batch, that kept input, and the Hessian being used. `sequential: false` takes every Hessian from
 // one run of the model before any layer is quantized (what ONNX Runtime's and INC's GPTQ approximate).
 //
 // The Hessians are left on the plan records (LayerPlan::hessian) when `keep_hessians` is set, for a

@@ -87,11 +87,20 @@ BlockRunner::BlockRunner(Session& session, std::vector<std::map<std::string, ir:
   }
 }
 
-void BlockRunner::runBlock(size_t i, const std::map<std::string, Session::TapFn>& taps) {
+void BlockRunner::runBlock(size_t i, const std::map<std::string, Session::TapFn>& taps) { runBlock(i, {}, taps); }
+
+void BlockRunner::runBlock(size_t i, const std::vector<std::map<std::string, ir::Tensor>>& known,
+                           const std::map<std::string, Session::TapFn>& taps) {
   if (i != next_ || i >= blocks_.size())
     throwUsage("block runner: block " + std::to_string(i) + " requested, next is " + std::to_string(next_) + " of " +
                std::to_string(blocks_.size()));
-  for (auto& feeds : boundary_) {
+  if (!known.empty() && known.size() != boundary_.size())
+    throwUsage("block runner: known values for " + std::to_string(known.size()) + " batches, the runner has " +
+               std::to_string(boundary_.size()));
+  for (size_t b = 0; b < boundary_.size(); ++b) {
+    std::map<std::string, ir::Tensor>& feeds = boundary_[b];
+    if (!known.empty())
+      for (const auto& [name, t] : known[b]) feeds.emplace(name, t);
     std::map<std::string, ir::Tensor> out = session_.run(feeds, blocks_[i].outputs, taps);
     feeds = std::move(out);  // frees the old boundary of this batch
   }

@@ -45,6 +45,11 @@ class BlockRunner {
   // Runs block `i` (must be nextBlock()) on every batch, calling `taps` (value name -> fn) for values
   // computed in the block or fed to it; its outputs become the new boundary (the old one is freed).
   void runBlock(size_t i, const std::map<std::string, Session::TapFn>& taps = {});
+  // The same, with values of block i already known for every batch (`known[b]`, e.g. kept from an
+  // observeBlock call after the block's last change) fed so that their producers do not run again.
+  // The caller guarantees they are what the block would compute now; the result is then identical.
+  void runBlock(size_t i, const std::vector<std::map<std::string, ir::Tensor>>& known,
+                const std::map<std::string, Session::TapFn>& taps = {});
   // Runs block `i` (must be nextBlock()) on every batch only as far as the tapped values need, calling
   // `taps`; the boundary is kept, so runBlock(i) still follows. For a pass that changes a layer of the
   // block and then needs a later value of the same block computed with the change (gptq, layer by

@@ -126,3 +126,31 @@ TEST_CASE("a constant changed between blocks is seen downstream as in a full run
   CHECK(out[1].at("y").toFloats() == std::vector<float>{21.25f, 20.5f});
   CHECK_THROWS(br.runBlock(0));
 }
+
+TEST_CASE("a block run with a kept intermediate value skips its producers and gives the same bits", "[runtime]") {
+  // One block: x -> MatMul(w1) -> h -> Relu -> r -> MatMul(w2) -> y. Observing r and feeding it back
+  // must leave the first MatMul and the Relu out of the final run.
+  auto m = ptq::onnx_io::parseModelText(R"(<ir_version: 8, opset_import: ["" : 17]>
+      g (float[1,2] x) => (float[1,2] y) <float[2,2] w1 = {1, 2, 3, 4}, float[2,2] w2 = {1, -1, 2, 3}> {
+        h = MatMul(x, w1)  r = Relu(h)  y = MatMul(r, w2) })");
+  const std::vector<const ptq::ir::Node*> anchors = {m.graph->nodes()[2]};
+  const std::vector<Batch> batches = {{{"x", Tensor::fromFloats({1, 2}, {1, -1})}},
+                                      {{"x", Tensor::fromFloats({1, 2}, {0.5f, 2})}}};
+  Session s(m);
+  BlockRunner br(s, batches, anchors);
+  REQUIRE(br.numBlocks() == 1);
+  std::vector<Batch> kept;
+  br.observeBlock(0, {{"r", [&](const std::string&, const Tensor& t) { kept.push_back({{"r", t}}); }}});
+  REQUIRE(kept.size() == 2);
+  const int64_t before = s.nodeExecutions();
+  const std::vector<Batch> out = [&] {
+    br.runBlock(0, kept);
+    return br.finish();
+  }();
+  CHECK(s.nodeExecutions() - before == 2);  // only the second MatMul, once per batch
+  // Batch 1 by hand: h = [0.5+6, 1+8] = [6.5, 9] = r; y = [6.5*1+9*2, 6.5*-1+9*3] = [24.5, 20.5].
+  CHECK(out[1].at("y").toFloats() == std::vector<float>{24.5f, 20.5f});
+  Session ref(m);
+  for (size_t b = 0; b < batches.size(); ++b) CHECK(sameBits(out[b].at("y"), ref.run(batches[b]).at("y")));
+  CHECK_THROWS(BlockRunner(s, batches, anchors).runBlock(0, {kept[0]}));  // one batch's values for two batches
+}
