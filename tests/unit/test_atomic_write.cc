@@ -180,7 +180,7 @@ TEST_CASE("a file-size limit (EFBIG) is exit 4 naming the path, nothing written,
   }
 }
 
-TEST_CASE("a full disk (small tmpfs) is exit 4 naming the path; nothing at the output, temporary removed", "[hardening][atomic]") {
+TEST_CASE("a full disk (small tmpfs) is exit 4 naming the path, nothing at the output, temporary removed", "[hardening][atomic]") {
   const std::string dir = test::tempDir("atomic_full_disk");
   if (::geteuid() != 0 || ::mount("tmpfs", dir.c_str(), "tmpfs", 0, "size=64k") != 0)
     PTQ_SKIP("cannot mount a tmpfs here (needs root / CAP_SYS_ADMIN); the EFBIG test covers the same write path");

@@ -25,7 +25,7 @@ std::string listDir(const std::string& dir) { return runCommand("ls -A '" + dir 
 std::string quantizeCmd(const std::string& args) { return "'" + toolPath() + "' quantize " + args; }
 }  // namespace
 
-TEST_CASE("quantize writes a model and a report; inspect and passes run", "[cli]") {
+TEST_CASE("quantize writes a model and a report, inspect and passes run", "[cli]") {
   const std::string dir = tempDir("cli_ok");
   auto r = runCommand(quantizeCmd("'" + kModel + "' --config w8a16 -o '" + dir + "/q.onnx' --report '" + dir + "/r.json' -q"));
   INFO(r.output);

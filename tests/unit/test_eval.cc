@@ -137,7 +137,7 @@ TEST_CASE("eval metrics: perplexity of known distributions and the window count"
   CHECK(wholeWindows(128, 128) == 0);
 }
 
-TEST_CASE("eval of a model against itself: cosine 1, SQNR 200, agreement 1; digits fp32 accuracy 0.988", "[eval]") {
+TEST_CASE("eval of a model against itself: cosine 1, SQNR 200, agreement 1, digits fp32 accuracy 0.988", "[eval]") {
   const EvalResult r = runEval(digitsOptions(kDigits));
   REQUIRE(r.outputs.size() == 1);
   const OutputEval& o = r.outputs[0];

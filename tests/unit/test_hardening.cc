@@ -363,7 +363,7 @@ TEST_CASE(".ptq: a per-channel axis beyond the rank, or a scale shape that does 
 
 // ------------------------------------------------------------------------------------------------ numbers
 
-TEST_CASE("a denormal scale is clamped to the smallest normal float; zero ranges keep scale 1", "[hardening][quant]") {
+TEST_CASE("a denormal scale is clamped to the smallest normal float, zero ranges keep scale 1", "[hardening][quant]") {
   quant::GridSpec g;
   g.bits = 8;
   const quant::GroupParams tiny = quant::paramsForRange(-1e-39f, 1e-39f, g);

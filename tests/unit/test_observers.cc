@@ -249,7 +249,7 @@ TEST_CASE("moving_minmax: first batch initialises, later ones move by momentum",
 
 // ---- histogram -----------------------------------------------------------------------------------------
 
-TEST_CASE("histogram: counts match a plain binning loop; re-binning equals direct binning", "[observer]") {
+TEST_CASE("histogram: counts match a plain binning loop, re-binning equals direct binning", "[observer]") {
   const std::vector<float> a = uniform(100000, -1.0f, 1.0f, 7);
   const ValueRange ra = scanFiniteRange("t", a.data(), static_cast<int64_t>(a.size()));
   // b spans 4x a's range: its own sample clamped to a's range, times 4 (exact).
@@ -378,7 +378,7 @@ TEST_CASE("entropy: fast search equals the slow TensorRT reference on a Laplace 
   CHECK(std::fabs(r10.hi - r.hi) < 0.1f * r.hi);
 }
 
-TEST_CASE("entropy: 4-bit search equals the reference; divergences are reported per cutoff", "[observer]") {
+TEST_CASE("entropy: 4-bit search equals the reference, divergences are reported per cutoff", "[observer]") {
   const std::vector<float> x = laplace(200000, 5);
   RangeHistogram h(512);
   const ValueRange vr = scanFiniteRange("t", x.data(), static_cast<int64_t>(x.size()));

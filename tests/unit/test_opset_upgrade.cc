@@ -223,7 +223,7 @@ g (float[4,6,5] x) => (float[2,4,5] s, float[4,6,2] v, int64[4,6,2] i)
   CHECK(!topk->hasAttr("k"));
 }
 
-TEST_CASE("Dropout becomes Identity; a used mask keeps a Dropout cast to the old mask type", "[opset_upgrade]") {
+TEST_CASE("Dropout becomes Identity, a used mask keeps a Dropout cast to the old mask type", "[opset_upgrade]") {
   const char* text = R"(
 <ir_version: 4, opset_import: ["" : 9]>
 g (float[2,3] x) => (float[2,3] y, float[2,3] z, float[2,3] mask)
@@ -485,7 +485,7 @@ g (float[2,1,3,1] x) => (float[2,3] sq, float[2,1,1,3,1] us, float[2,1,1,1] rs, 
   }
 }
 
-TEST_CASE("Split: split attribute becomes an input (13); num_outputs set without it (18)", "[opset_upgrade]") {
+TEST_CASE("Split: split attribute becomes an input (13), num_outputs set without it (18)", "[opset_upgrade]") {
   const char* text = R"(
 <ir_version: 6, opset_import: ["" : 11]>
 g (float[6,4] x) => (float[2,4] a, float[4,4] b, float[6,2] c, float[6,2] d)
@@ -506,7 +506,7 @@ g (float[6,4] x) => (float[2,4] a, float[4,4] b, float[6,2] c, float[6,2] d)
 
 // ---------------------------------------------------------------- BatchNormalization, RoiAlign
 
-TEST_CASE("BatchNormalization: spatial=1 dropped (9); training mode (extra outputs) is an error (14)",
+TEST_CASE("BatchNormalization: spatial=1 dropped (9), training mode (extra outputs) is an error (14)",
           "[opset_upgrade]") {
   const char* text = R"(
 <ir_version: 4, opset_import: ["" : 7]>
@@ -666,7 +666,7 @@ g (float[1,3,4] x) => (float[1,3,4] y)
   }
 }
 
-TEST_CASE("No-op at or above the target; ir_version only raised", "[opset_upgrade]") {
+TEST_CASE("No-op at or above the target, ir_version only raised", "[opset_upgrade]") {
   const char* text = R"(
 <ir_version: 8, opset_import: ["" : 17]>
 g (float[2,3] x) => (float[2,3] y) { y = Softmax<axis=0>(x) }

@@ -238,7 +238,7 @@ TEST_CASE("hadamard-rotation unties a tied LM head before rotating", "[rotation]
   CHECK(maxRelativeError(ref, rotated.run({{"ids", feed}}).at("logits")) <= 1e-4);
 }
 
-TEST_CASE("hadamard-rotation: the seed decides the signs; same seed, same bytes", "[rotation][determinism]") {
+TEST_CASE("hadamard-rotation: the seed decides the signs, same seed, same bytes", "[rotation][determinism]") {
   const std::string text = blockModel(384, 1152, false);
   auto rotate = [&](const char* config, int threads) {
     ir::Model m = onnx_io::parseModelText(text);

@@ -199,7 +199,7 @@ g (float[N, 8] p, float[8, 2] v) => (float[N, 2] y)
   }
 }
 
-TEST_CASE("w8a8-vit keeps the zoo ViT's top-1 within 1% agreement; new presets are thread-deterministic",
+TEST_CASE("w8a8-vit keeps the zoo ViT's top-1 within 1% agreement, new presets are thread-deterministic",
           "[reparam][rotation][zoo][determinism]") {
   PTQ_REQUIRE_ZOO();
   const std::string dir = test::tempDir("vit_presets");
@@ -208,7 +208,7 @@ TEST_CASE("w8a8-vit keeps the zoo ViT's top-1 within 1% agreement; new presets a
   const ir::Model original = onnx_io::loadModel(test::zooFile("vit_digits.onnx"));
   runtime::Session fp(original);
   const std::vector<float> ref = fp.run({{"x", feed}}).at("logits").toFloats();
-  for (const char* preset : {"w8a8-vit", "w4a4-vit", "w4a4-rotate", "w4a8-rotate"}) {
+  for (const char* preset : {"w8a8-vit", "w4a4-vit", "w4a4-rotate", "w4a8-rotate", "w4a4-rotate-gptq", "w4a8-rotate-gptq"}) {
     INFO(preset);
     std::string bytes[2];
     for (int threads : {1, 2}) {
