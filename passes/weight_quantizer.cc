@@ -60,7 +60,7 @@ std::shared_ptr<QW> quantizeWeight(const ir::Tensor& w, int64_t reduce_axis, int
   q->symmetric = s.symmetric;
   q->is_signed = opts.grid.is_signed;
   const ir::DType code_type = q->is_signed ? ir::DType::kInt8 : ir::DType::kUInt8;
-  q->codes = ir::Tensor::fromBytes(code_type, shape, qt.codes.data(), qt.codes.size());
+  q->codes = ir::Tensor::fromByteVector(code_type, shape, std::move(qt.codes));
   q->scales = ir::Tensor::fromFloats(qt.scale_shape, qt.scales);
   if (!s.symmetric) q->zero_points = ir::Tensor::fromBytes(code_type, qt.scale_shape, qt.zero_points.data(), qt.zero_points.size());
   q->mse = qt.error.mse;

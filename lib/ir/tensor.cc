@@ -105,6 +105,20 @@ Tensor Tensor::fromBytes(DType dtype, Shape shape, const void* bytes, size_t nby
   return t;
 }
 
+Tensor Tensor::fromByteVector(DType dtype, Shape shape, std::vector<uint8_t>&& bytes) {
+  Tensor t;
+  t.dtype_ = dtype;
+  t.shape_ = std::move(shape);
+  t.nbytes_ = dtypeStorageBytes(dtype, shapeNumel(t.shape_));
+  if (bytes.size() != t.nbytes_)
+    throwInternal("Tensor::fromByteVector: " + std::to_string(bytes.size()) + " bytes for " + dtypeName(dtype) +
+                  shapeToString(t.shape_) + " which needs " + std::to_string(t.nbytes_));
+  auto owned = std::make_shared<std::vector<uint8_t>>(std::move(bytes));
+  t.data_ = owned->data();
+  t.owner_ = std::shared_ptr<const void>(owned, owned->data());  // sole owner: mutableData writes in place
+  return t;
+}
+
 Tensor Tensor::view(DType dtype, Shape shape, const void* bytes, size_t nbytes, std::shared_ptr<const void> keepalive) {
   Tensor t;
   t.dtype_ = dtype;

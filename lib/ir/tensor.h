@@ -30,6 +30,8 @@ class Tensor {
   Tensor(DType dtype, Shape shape);
   // Owned copy of `bytes` (must be dtypeStorageBytes(dtype, numel) long).
   static Tensor fromBytes(DType dtype, Shape shape, const void* bytes, size_t nbytes);
+  // Takes `bytes` over without copying (its size must be dtypeStorageBytes(dtype, numel)).
+  static Tensor fromByteVector(DType dtype, Shape shape, std::vector<uint8_t>&& bytes);
   // Non-owning view kept alive by `keepalive` (e.g. an mmap of an external-data file).
   static Tensor view(DType dtype, Shape shape, const void* bytes, size_t nbytes, std::shared_ptr<const void> keepalive);
   static Tensor fromFloats(Shape shape, const std::vector<float>& v);

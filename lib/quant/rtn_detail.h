@@ -16,6 +16,15 @@ inline double combineLanes(const double* lane) {
   return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
 }
 
+// The clip search sums in kSearchLanes lanes (four AVX2 or two AVX-512 accumulators, so the loop
+// is not bound by the latency of one add chain), folded pairwise: lane i with lane i + half, halving.
+inline constexpr int kSearchLanes = 32;
+inline double combineSearchLanes(double* lane) {
+  for (int half = kSearchLanes / 2; half >= 1; half /= 2)
+    for (int i = 0; i < half; ++i) lane[i] += lane[i + half];
+  return lane[0];
+}
+
 inline int64_t firstNonFinite(const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     if (!std::isfinite(x[i])) return i;

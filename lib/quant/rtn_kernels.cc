@@ -1,9 +1,14 @@
-// Fast RTN kernels. Same math as rtn_kernels_ref.cc; the loops are shaped so that gcc -O3
-// -march=x86-64-v2 vectorizes them without -ffast-math (check with -fopt-info-vec), and the work is
-// split over groups, which are independent, so the thread count cannot change a single byte.
+// Fast RTN kernels. Same math as rtn_kernels_ref.cc; the per-group loops (rtn_group_kernels.inc) are
+// shaped so that gcc -O3 vectorizes them without -ffast-math (check with -fopt-info-vec), built for
+// three instruction sets and chosen at run time; the work is split over groups, which are
+// independent, so neither the thread count nor the instruction set can change a single byte.
 #include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <string>
 
 #include "lib/quant/float_order.h"
 #include "lib/quant/rtn_detail.h"
@@ -15,84 +20,95 @@ namespace {
 // Below this many elements the OpenMP fork costs more than it saves.
 constexpr int64_t kParallelMinElements = int64_t{1} << 15;
 
-using detail::fromOrderKey;
-using detail::orderKey;
-
-// [min(min(x), 0), max(max(x), 0)]; false if x holds a NaN or Inf.
-bool rangeWithZero(const float* x, int64_t n, float* lo, float* hi) {
-  uint32_t kmin = orderKey(0.0f), kmax = orderKey(0.0f);
-  for (int64_t i = 0; i < n; ++i) {
-    const uint32_t k = orderKey(x[i]);
-    kmin = k < kmin ? k : kmin;
-    kmax = k > kmax ? k : kmax;
-  }
-  if (kmin <= orderKey(-std::numeric_limits<float>::infinity()) ||
-      kmax >= orderKey(std::numeric_limits<float>::infinity())) {
-    return false;
-  }
-  // + 0.0f turns a -0 minimum into +0, which is what std::min(0.0f, -0.0f) in the reference keeps.
-  *lo = fromOrderKey(kmin) + 0.0f;
-  *hi = fromOrderKey(kmax);
-  return true;
-}
-
 // The code grid as floats, so clamping happens before the (otherwise UB on overflow) int conversion.
 struct FloatGrid {
   float lo, hi;
   explicit FloatGrid(const GridSpec& g) : lo(static_cast<float>(codeMin(g))), hi(static_cast<float>(codeMax(g))) {}
 };
 
-void quantizeGroup(const float* x, int64_t n, const GroupParams& p, const FloatGrid& fg, uint8_t* out) {
-  const float s = p.scale, z = static_cast<float>(p.zero);
-  for (int64_t i = 0; i < n; ++i) {
-    float q = std::nearbyint(x[i] / s) + z;
-    q = q < fg.lo ? fg.lo : q;
-    q = q > fg.hi ? fg.hi : q;
-    out[i] = static_cast<uint8_t>(static_cast<int32_t>(q) & 0xFF);
+namespace isa_baseline {
+#include "lib/quant/rtn_group_kernels.inc"
+}  // namespace isa_baseline
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,bmi,bmi2,f16c")
+namespace isa_avx2 {
+#include "lib/quant/rtn_group_kernels.inc"
+}  // namespace isa_avx2
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi,bmi2,f16c,prefer-vector-width=512")
+namespace isa_avx512 {
+#include "lib/quant/rtn_group_kernels.inc"
+}  // namespace isa_avx512
+#pragma GCC pop_options
+
+struct GroupKernels {
+  const char* name;
+  bool (*fit)(const float*, int64_t, const QuantOptions&, GroupParams*);
+  double (*error)(const float*, int64_t, const GroupParams&, const FloatGrid&);
+  void (*quantize)(const float*, int64_t, const GroupParams&, const FloatGrid&, uint8_t*);
+  bool (*row)(const float*, int64_t, int64_t, const QuantOptions&, uint8_t*, float*, uint8_t*, ErrorSums*);
+};
+
+#define PTQ_GROUP_KERNELS(ns) \
+  GroupKernels { #ns + 4, ns::fitGroupEntry, ns::groupErrorEntry, ns::quantizeGroupEntry, ns::quantizeRowEntry }
+const GroupKernels kBaseline = PTQ_GROUP_KERNELS(isa_baseline);
+const GroupKernels kAvx2 = PTQ_GROUP_KERNELS(isa_avx2);
+const GroupKernels kAvx512 = PTQ_GROUP_KERNELS(isa_avx512);
+#undef PTQ_GROUP_KERNELS
+
+bool cpuHas(const GroupKernels& k) {
+  if (&k == &kAvx512) {
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") && cpuHas(kAvx2);
   }
+  if (&k == &kAvx2) {
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi2") &&
+           __builtin_cpu_supports("f16c");
+  }
+  return true;
 }
 
-// Squared error of one element, exactly as groupSquaredErrorRef computes it; (q - z) is an exact
-// small integer in float, so it equals code - zero.
-inline double squaredError(float x, float s, float z, const FloatGrid& fg) {
-  float q = std::nearbyint(x / s) + z;
-  q = q < fg.lo ? fg.lo : q;
-  q = q > fg.hi ? fg.hi : q;
-  const float e = static_cast<float>(static_cast<double>(x) - static_cast<double>(q - z) * static_cast<double>(s));
-  return static_cast<double>(e) * static_cast<double>(e);
+const GroupKernels* byName(const std::string& name) {
+  for (const GroupKernels* k : {&kAvx512, &kAvx2, &kBaseline})
+    if (name == k->name) return k;
+  return nullptr;
+}
+
+// The widest the CPU has, or PTQ_RTN_ISA's choice when the CPU has it (benchmarks compare them).
+const GroupKernels* pickKernels() {
+  if (const char* env = std::getenv("PTQ_RTN_ISA")) {
+    const GroupKernels* k = byName(env);
+    if (k && cpuHas(*k)) return k;
+  }
+  for (const GroupKernels* k : {&kAvx512, &kAvx2})
+    if (cpuHas(*k)) return k;
+  return &kBaseline;
+}
+
+std::atomic<const GroupKernels*> g_kernels{nullptr};
+
+const GroupKernels& kernels() {
+  const GroupKernels* k = g_kernels.load(std::memory_order_acquire);
+  if (!k) {
+    k = pickKernels();
+    g_kernels.store(k, std::memory_order_release);
+  }
+  return *k;
+}
+
+bool fitGroupFast(const float* x, int64_t n, const QuantOptions& opts, GroupParams* out) {
+  return kernels().fit(x, n, opts, out);
 }
 
 double groupError(const float* x, int64_t n, const GroupParams& p, const FloatGrid& fg) {
-  const float s = p.scale, z = static_cast<float>(p.zero);
-  double lane[kErrorLanes] = {};
-  int64_t i = 0;
-  for (; i + kErrorLanes <= n; i += kErrorLanes) {
-    for (int l = 0; l < kErrorLanes; ++l) lane[l] += squaredError(x[i + l], s, z, fg);
-  }
-  for (int l = 0; i < n; ++i, ++l) lane[l] += squaredError(x[i], s, z, fg);
-  return detail::combineLanes(lane);
+  return kernels().error(x, n, p, fg);
 }
 
-// fitGroupRef without the throw (it runs inside OpenMP regions); false on NaN/Inf.
-bool fitGroupFast(const float* x, int64_t n, const QuantOptions& opts, GroupParams* out) {
-  float lo, hi;
-  if (!rangeWithZero(x, n, &lo, &hi)) return false;
-  GroupParams best = paramsForRange(lo, hi, opts.grid);
-  if (opts.clip != ClipSearch::kNone && !(lo == 0.0f && hi == 0.0f)) {
-    const FloatGrid fg(opts.grid);
-    double best_err = groupError(x, n, best, fg);
-    for (int i = 1; i <= opts.clip_steps; ++i) {
-      const float r = clipRatio(opts, i);
-      const GroupParams p = paramsForRange(lo * r, hi * r, opts.grid);
-      const double err = groupError(x, n, p, fg);
-      if (err < best_err) {  // strict: on ties the earlier (wider) range wins, as in the reference
-        best = p;
-        best_err = err;
-      }
-    }
-  }
-  *out = best;
-  return true;
+void quantizeGroup(const float* x, int64_t n, const GroupParams& p, const FloatGrid& fg, uint8_t* out) {
+  kernels().quantize(x, n, p, fg, out);
 }
 
 }  // namespace
@@ -158,4 +174,18 @@ void dequantizeRows(const QuantizedRows& q, float* out) {
   }
 }
 
+
+bool quantizeRowWithError(const float* x, int64_t cols, int64_t group, const QuantOptions& opts, uint8_t* codes,
+                          float* scales, uint8_t* zero_points, ErrorSums* sums) {
+  return kernels().row(x, cols, group, opts, codes, scales, zero_points, sums);
+}
+
+const char* rtnKernelIsa() { return kernels().name; }
+
+bool setRtnKernelIsa(const std::string& name) {
+  const GroupKernels* k = name.empty() ? pickKernels() : byName(name);
+  if (!k || !cpuHas(*k)) return false;
+  g_kernels.store(k, std::memory_order_release);
+  return true;
+}
 }  // namespace ptq::quant

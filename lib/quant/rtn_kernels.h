@@ -5,7 +5,9 @@
 // Every fast kernel has a scalar `...Ref` twin written as plain loops. The fast ones run OpenMP over
 // groups with static scheduling and vectorizable inner loops, and must give byte-identical output
 // to the reference at any thread count (tests check this), so:
-//  - both divide by the scale (no reciprocal) and round with nearbyint (half to even);
+//  - both divide by the scale (no reciprocal) for the codes they write and round with nearbyint
+//    (half to even); the clip search rates its candidates with codes from x * (1/s) instead (a
+//    division per weight and candidate was its whole cost; the two differ only within an ulp of a tie);
 //  - the clip search sums squared errors in kErrorLanes interleaved partial sums
 //    (element i goes to lane i % kErrorLanes) combined in one fixed order, which is the order the
 //    vectorized loop uses; a plain serial sum would not vectorize without -ffast-math;
@@ -14,6 +16,7 @@
 //    FMA contraction (-march with FMA, gcc's default -ffp-contract=fast) cannot change a result.
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "lib/quant/grid.h"
@@ -38,8 +41,9 @@ struct QuantizedRows {
 GroupParams fitGroupRef(const float* x, int64_t n, const QuantOptions& opts);
 GroupParams fitGroup(const float* x, int64_t n, const QuantOptions& opts);
 
-// Sum of (x - x^)^2 over n values under p, computed as described above: the quantity the clip
-// search minimizes (also what a sensitivity measure like HAWQ's ||Q(W) - W||^2 needs).
+// Sum of (x - x^)^2 over n values under p, computed as described above (with the written codes):
+// what a sensitivity measure like HAWQ's ||Q(W) - W||^2 needs, and, up to the reciprocal, what
+// the clip search minimizes.
 double groupSquaredErrorRef(const float* x, int64_t n, const GroupParams& p, const GridSpec& g);
 double groupSquaredError(const float* x, int64_t n, const GroupParams& p, const GridSpec& g);
 
@@ -49,6 +53,28 @@ QuantizedRows quantizeRowsRef(const float* x, int64_t rows, int64_t cols, int64_
                               const QuantOptions& opts);
 QuantizedRows quantizeRows(const float* x, int64_t rows, int64_t cols, int64_t group,
                            const QuantOptions& opts);
+
+// Error figures of quantized values against their inputs: sum(x^2), sum(e^2) and max |e|, with
+// e = float(x - (code - zero) * scale) as the clip search computes it (the product exact in double).
+struct ErrorSums {
+  double signal = 0.0;
+  double noise = 0.0;
+  double max_abs = 0.0;
+};
+
+// One row of quantizeRows, with the row's error added to *sums (each group's sums taken in the
+// fixed lane order, groups in order): codes [cols], scales and zero points [ceil(cols / group)].
+// Returns false on NaN/Inf and throws nothing, so it can run inside OpenMP regions.
+bool quantizeRowWithError(const float* x, int64_t cols, int64_t group, const QuantOptions& opts, uint8_t* codes,
+                          float* scales, uint8_t* zero_points, ErrorSums* sums);
+
+// The instruction set the fast kernels run with: "avx512", "avx2" or "baseline" (SSE4.2, the build's
+// -march). The widest the CPU has, unless PTQ_RTN_ISA names a narrower one. Every choice gives the
+// same bytes (tests hold each to the reference).
+const char* rtnKernelIsa();
+// Switches the fast kernels to `name` ("" = the default choice); false (nothing changed) when the
+// name is unknown or the CPU lacks it. For tests and benchmarks; not to be called while kernels run.
+bool setRtnKernelIsa(const std::string& name);
 
 // out [rows, cols] = (code - zero) * scale.
 void dequantizeRowsRef(const QuantizedRows& q, float* out);

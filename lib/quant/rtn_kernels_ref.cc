@@ -9,6 +9,22 @@
 namespace ptq::quant {
 namespace {
 
+// The clip search's error of a candidate: as groupSquaredErrorRef, but with codes from x * (1/s)
+// (the search runs 21 of these per weight, and a division costs as much as the rest of the loop).
+double searchErrorRef(const float* x, int64_t n, const GroupParams& p, const GridSpec& g) {
+  const float inv = 1.0f / p.scale;
+  double lane[detail::kSearchLanes] = {};
+  for (int64_t i = 0; i < n; ++i) {
+    float q = std::nearbyint(x[i] * inv);
+    q = std::max(q, static_cast<float>(codeMin(g) - p.zero));
+    q = std::min(q, static_cast<float>(codeMax(g) - p.zero));
+    const double exact_grid_point = static_cast<double>(q) * static_cast<double>(p.scale);
+    const float e = static_cast<float>(static_cast<double>(x[i]) - exact_grid_point);
+    lane[i % detail::kSearchLanes] += static_cast<double>(e) * static_cast<double>(e);
+  }
+  return detail::combineSearchLanes(lane);
+}
+
 // x is known finite and n >= 1.
 GroupParams fitFiniteGroupRef(const float* x, int64_t n, const QuantOptions& opts) {
   float lo = 0.0f, hi = 0.0f;  // the range always includes 0
@@ -18,11 +34,11 @@ GroupParams fitFiniteGroupRef(const float* x, int64_t n, const QuantOptions& opt
   }
   GroupParams best = paramsForRange(lo, hi, opts.grid);
   if (opts.clip == ClipSearch::kNone || (lo == 0.0f && hi == 0.0f)) return best;
-  double best_err = groupSquaredErrorRef(x, n, best, opts.grid);
+  double best_err = searchErrorRef(x, n, best, opts.grid);
   for (int i = 1; i <= opts.clip_steps; ++i) {
     const float r = clipRatio(opts, i);
     const GroupParams p = paramsForRange(lo * r, hi * r, opts.grid);
-    const double err = groupSquaredErrorRef(x, n, p, opts.grid);
+    const double err = searchErrorRef(x, n, p, opts.grid);
     if (err < best_err) {  // strict: on ties the earlier (wider) range wins
       best = p;
       best_err = err;

@@ -38,32 +38,7 @@ AxisView viewAround(const std::vector<int64_t>& shape, int64_t axis, int64_t blo
   return v;
 }
 
-// [outer, d, inner] -> [outer, inner, d] (to_last) or back. Tiled so that neither side is walked
-// with a large stride for long; parallel over tiles, each output element written once.
-template <class T>
-void moveAxis(const T* in, int64_t outer, int64_t d, int64_t inner, bool to_last, T* out) {
-  constexpr int64_t kTile = 32;
-  const int64_t d_tiles = (d + kTile - 1) / kTile, k_tiles = (inner + kTile - 1) / kTile;
-  const int64_t tiles = outer * d_tiles * k_tiles;
-#pragma omp parallel for schedule(static) if (outer * d * inner >= (int64_t{1} << 16))
-  for (int64_t t = 0; t < tiles; ++t) {
-    const int64_t o = t / (d_tiles * k_tiles);
-    const int64_t j0 = (t / k_tiles) % d_tiles * kTile, k0 = t % k_tiles * kTile;
-    const int64_t j1 = std::min(d, j0 + kTile), k1 = std::min(inner, k0 + kTile);
-    for (int64_t j = j0; j < j1; ++j) {
-      for (int64_t k = k0; k < k1; ++k) {
-        const int64_t axis_major = (o * d + j) * inner + k, axis_last = (o * inner + k) * d + j;
-        if (to_last) {
-          out[axis_last] = in[axis_major];
-        } else {
-          out[axis_major] = in[axis_last];
-        }
-      }
-    }
-  }
-}
-
-// quantizeRows reports positions in the transposed layout; name the position in the caller's tensor.
+// The kernels only say that a NaN/Inf was met; name the first one in the caller's tensor.
 [[noreturn]] void throwNonFiniteIn(const float* x, const std::vector<int64_t>& shape, int64_t numel) {
   int64_t i = 0;
   while (i < numel && std::isfinite(x[i])) ++i;
@@ -117,25 +92,79 @@ ErrorStats measureError(const float* x, const float* x_hat, int64_t n) {
 }
 
 namespace {
-// The error of quantized rows against the rows they came from, dequantizing on the fly: no
-// tensor-sized float buffer (quantize's peak memory), same serial sum order on every run.
-ErrorStats rowsError(const float* x, const QuantizedRows& q) {
+
+ErrorStats combineRows(const std::vector<ErrorSums>& rows, int64_t n) {
   double signal = 0.0, noise = 0.0, max_abs = 0.0;
-  for (int64_t r = 0; r < q.rows; ++r)
-    for (int64_t g = 0; g < q.groups_per_row; ++g) {
-      const size_t pi = static_cast<size_t>(r * q.groups_per_row + g);
-      const GroupParams p{q.scales[pi], fromByte(q.zero_points[pi], q.grid)};
-      const int64_t begin = r * q.cols + g * q.group, end = r * q.cols + std::min(q.cols, (g + 1) * q.group);
-      for (int64_t i = begin; i < end; ++i) {
-        const double xi = x[i];
-        const double e = xi - static_cast<double>(dequantizeValue(fromByte(q.codes[static_cast<size_t>(i)], q.grid), p));
-        signal += xi * xi;
-        noise += e * e;
-        max_abs = std::max(max_abs, std::fabs(e));
+  for (const ErrorSums& r : rows) {  // row order: the same sum at any thread count
+    signal += r.signal;
+    noise += r.noise;
+    max_abs = std::max(max_abs, r.max_abs);
+  }
+  return finishError(signal, noise, max_abs, n);
+}
+
+// Elements below which the OpenMP fork costs more than it saves.
+constexpr int64_t kParallelMinElements = int64_t{1} << 15;
+// Positions along `inner` gathered per tile when the blocked axis is not last.
+constexpr int64_t kTileColumns = 16;
+
+// The blocked axis is last (inner == 1): rows [outer, d] are contiguous. False on NaN/Inf.
+bool quantizeContiguous(const float* x, const AxisView& v, int64_t block, const QuantOptions& opts, QuantizedTensor& out,
+                        std::vector<ErrorSums>& sums) {
+  bool ok = true;
+#pragma omp parallel for schedule(static) reduction(&& : ok) if (v.outer * v.d >= kParallelMinElements)
+  for (int64_t r = 0; r < v.outer; ++r) {
+    ok = quantizeRowWithError(x + r * v.d, v.d, block, opts, out.codes.data() + r * v.d,
+                              out.scales.data() + r * v.blocks, out.zero_points.data() + r * v.blocks,
+                              &sums[static_cast<size_t>(r)]) && ok;
+  }
+  return ok;
+}
+
+// The blocked axis is not last: each task gathers kTileColumns positions of `inner` into rows of
+// length d in a cache-sized scratch buffer, quantizes them, and writes codes and parameters straight
+// to their places in the tensor's layout (no tensor-sized transposed copy). False on NaN/Inf.
+bool quantizeTiled(const float* x, const AxisView& v, int64_t block, const QuantOptions& opts, QuantizedTensor& out,
+                   std::vector<ErrorSums>& sums) {
+  const int64_t tiles_per_outer = (v.inner + kTileColumns - 1) / kTileColumns;
+  const int64_t tiles = v.outer * tiles_per_outer;
+  bool ok = true;
+#pragma omp parallel reduction(&& : ok) if (v.outer * v.d * v.inner >= kParallelMinElements)
+  {
+    std::vector<float> xs(static_cast<size_t>(kTileColumns * v.d));
+    std::vector<uint8_t> cs(static_cast<size_t>(kTileColumns * v.d));
+    std::vector<float> ss(static_cast<size_t>(kTileColumns * v.blocks));
+    std::vector<uint8_t> zs(static_cast<size_t>(kTileColumns * v.blocks));
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < tiles; ++t) {
+      const int64_t o = t / tiles_per_outer, k0 = t % tiles_per_outer * kTileColumns;
+      const int64_t tk = std::min(kTileColumns, v.inner - k0);
+      const int64_t base = o * v.d * v.inner + k0;
+      for (int64_t j = 0; j < v.d; ++j) {
+        const float* src = x + base + j * v.inner;
+        for (int64_t c = 0; c < tk; ++c) xs[static_cast<size_t>(c * v.d + j)] = src[c];
+      }
+      for (int64_t c = 0; c < tk; ++c) {
+        const size_t row = static_cast<size_t>(o * v.inner + k0 + c);
+        ok = quantizeRowWithError(xs.data() + c * v.d, v.d, block, opts, cs.data() + c * v.d, ss.data() + c * v.blocks,
+                                  zs.data() + c * v.blocks, &sums[row]) && ok;
+      }
+      for (int64_t j = 0; j < v.d; ++j) {
+        uint8_t* dst = out.codes.data() + base + j * v.inner;
+        for (int64_t c = 0; c < tk; ++c) dst[c] = cs[static_cast<size_t>(c * v.d + j)];
+      }
+      for (int64_t b = 0; b < v.blocks; ++b) {
+        const size_t at = static_cast<size_t>((o * v.blocks + b) * v.inner + k0);
+        for (int64_t c = 0; c < tk; ++c) {
+          out.scales[at + static_cast<size_t>(c)] = ss[static_cast<size_t>(c * v.blocks + b)];
+          out.zero_points[at + static_cast<size_t>(c)] = zs[static_cast<size_t>(c * v.blocks + b)];
+        }
       }
     }
-  return finishError(signal, noise, max_abs, q.rows * q.cols);
+  }
+  return ok;
 }
+
 }  // namespace
 
 QuantizedTensor quantizeTensor(const float* x, const std::vector<int64_t>& shape, int64_t axis, int64_t block_size,
@@ -159,52 +188,32 @@ QuantizedTensor quantizeTensor(const float* x, const std::vector<int64_t>& shape
   out.shape = shape;
   out.axis = axis;
   out.grid = opts.grid;
-  try {
-    if (axis == kPerTensor) {
-      out.block_size = std::max<int64_t>(numel, 1);
-      if (numel == 0) {
-        // ONNX still needs a scalar scale for an empty tensor: the all-zero parameters.
-        const GroupParams p = paramsForRange(0.0f, 0.0f, opts.grid);
-        out.scales = {p.scale};
-        out.zero_points = {toByte(p.zero)};
-        return out;
-      }
-      QuantizedRows qr = quantizeRows(x, 1, numel, numel, opts);
-      out.error = rowsError(x, qr);
-      out.codes = std::move(qr.codes);
-      out.scales = std::move(qr.scales);
-      out.zero_points = std::move(qr.zero_points);
-    } else {
-      out.block_size = block_size;
-      const AxisView v = viewAround(shape, axis, block_size);
-      out.scale_shape = shape;
-      out.scale_shape[static_cast<size_t>(axis)] = v.blocks;
-      // With inner == 1 the blocked axis is already last: no copies.
-      std::vector<float> moved;
-      if (v.inner > 1) {
-        moved.resize(static_cast<size_t>(numel));
-        moveAxis(x, v.outer, v.d, v.inner, /*to_last=*/true, moved.data());
-      }
-      QuantizedRows qr = quantizeRows(v.inner > 1 ? moved.data() : x, v.outer * v.inner, v.d, block_size, opts);
-      out.error = rowsError(v.inner > 1 ? moved.data() : x, qr);
-      std::vector<float>().swap(moved);  // not needed any more: free before the codes move back
-      if (v.inner > 1) {
-        out.codes.resize(qr.codes.size());
-        out.scales.resize(qr.scales.size());
-        out.zero_points.resize(qr.zero_points.size());
-        moveAxis(qr.codes.data(), v.outer, v.d, v.inner, /*to_last=*/false, out.codes.data());
-        moveAxis(qr.scales.data(), v.outer, v.blocks, v.inner, /*to_last=*/false, out.scales.data());
-        moveAxis(qr.zero_points.data(), v.outer, v.blocks, v.inner, /*to_last=*/false, out.zero_points.data());
-      } else {
-        out.codes = std::move(qr.codes);
-        out.scales = std::move(qr.scales);
-        out.zero_points = std::move(qr.zero_points);
-      }
+  if (axis == kPerTensor) {
+    out.block_size = std::max<int64_t>(numel, 1);
+    if (numel == 0) {
+      // ONNX still needs a scalar scale for an empty tensor: the all-zero parameters.
+      const GroupParams p = paramsForRange(0.0f, 0.0f, opts.grid);
+      out.scales = {p.scale};
+      out.zero_points = {toByte(p.zero)};
+      return out;
     }
-  } catch (const Error& e) {
-    if (e.code() == ExitCode::kInput) throwNonFiniteIn(x, shape, numel);
-    throw;
+  } else {
+    out.block_size = block_size;
   }
+  // Per-tensor is one row holding one block.
+  const AxisView v = axis == kPerTensor ? AxisView{1, numel, 1, 1} : viewAround(shape, axis, block_size);
+  if (axis != kPerTensor) {
+    out.scale_shape = shape;
+    out.scale_shape[static_cast<size_t>(axis)] = v.blocks;
+  }
+  out.codes.resize(static_cast<size_t>(numel));
+  out.scales.resize(static_cast<size_t>(v.outer * v.blocks * v.inner));
+  out.zero_points.resize(out.scales.size());
+  std::vector<ErrorSums> sums(static_cast<size_t>(v.outer * v.inner));
+  const bool ok = v.inner == 1 ? quantizeContiguous(x, v, out.block_size, opts, out, sums)
+                               : quantizeTiled(x, v, out.block_size, opts, out, sums);
+  if (!ok) throwNonFiniteIn(x, shape, numel);
+  out.error = combineRows(sums, numel);
   return out;
 }
 

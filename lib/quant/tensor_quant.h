@@ -4,8 +4,9 @@
 // position of the other axes (per-channel; the blocked dim becomes 1). axis == kPerTensor gives a
 // single group and scalar (shape {}) parameters.
 //
-// Internally the blocked axis is moved last so that quantizeRows sees contiguous groups, and the
-// codes are moved back afterwards.
+// When the blocked axis is not last, tiles of a few positions of the axes after it are gathered into
+// contiguous rows in a cache-sized buffer, so the kernels see contiguous groups and no tensor-sized
+// copy is made; codes and parameters are written straight into their places.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -33,7 +34,7 @@ struct QuantizedTensor {
   std::vector<int64_t> scale_shape;  // `shape` with dim(axis) -> ceil(dim / block_size); {} per-tensor
   std::vector<float> scales;         // `scale_shape`
   std::vector<uint8_t> zero_points;  // `scale_shape`
-  ErrorStats error;                  // of dequantizeTensor(result) against the input
+  ErrorStats error;                  // against the input, e as in rtn_kernels.h ErrorSums
 };
 
 // x holds prod(shape) floats, row-major. Throws ptq::Error (usage) for a bad axis, block size or

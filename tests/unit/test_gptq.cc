@@ -261,7 +261,9 @@ TEST_CASE("gptq with an identity Hessian writes exactly rtn's codes and layout",
         CHECK(got->scales.toFloats() == want->scales.toFloats());
         CHECK(got->zero_points.empty() == want->zero_points.empty());
         if (!sym) CHECK(got->zero_points.toFloats() == want->zero_points.toFloats());
-        CHECK(got->mse == Approx(want->mse).epsilon(1e-12));
+        // rtn measures each error against the exact grid point (code - zero) * scale, gptq against
+        // its float dequantized value: the two differ by rounding, about 1e-8 relative.
+        CHECK(got->mse == Approx(want->mse).epsilon(1e-6));
       }
 }
 
