@@ -3,6 +3,7 @@
 #include <csignal>
 #include <cstdio>
 #include <iostream>
+#include <sstream>
 
 #include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -66,6 +67,18 @@ int main(int argc, char** argv) {
   quantize->add_option("--calib-shape", q.calib_shape, "Shape of a token file, SAMPLESxSEQ (default Nx128)");
   quantize->add_option("--calib-samples", q.calib_samples, "Use at most this many calibration samples")->check(CLI::NonNegativeNumber);
   quantize->add_option("--calib-batch", q.calib_batch, "Calibration batch size (default 8)")->check(CLI::NonNegativeNumber);
+  // Accuracy gate: evaluate the written model against the input model (as `eval` does).
+  quantize->add_option("--eval-tokens", q.eval_tokens, "Evaluate after writing: raw int64 tokens for a language model (as eval --tokens)");
+  quantize->add_option("--eval-seq", q.eval_seq, "Window length for --eval-tokens (default 128)")->check(CLI::PositiveNumber);
+  quantize->add_option("--eval-windows", q.eval_windows, "At most this many windows of --eval-tokens")->check(CLI::PositiveNumber);
+  quantize->add_option("--eval-data", q.eval_data, "Evaluate after writing: held-out inputs NAME=FILE or a folder (repeatable, as eval --data)")
+      ->allow_extra_args(false);
+  quantize->add_option("--eval-data-shape", q.eval_data_shape, "Shape of a raw .bin --eval-data file");
+  quantize->add_option("--eval-samples", q.eval_samples, "Use at most this many --eval-data samples")->check(CLI::PositiveNumber);
+  quantize->add_option("--eval-labels", q.eval_labels, "int64 labels for --eval-data (accuracy)");
+  quantize->add_option("--eval-batch", q.eval_batch, "Evaluation batch size (default 8)")->check(CLI::PositiveNumber);
+  quantize->add_option("--max-drop", q.max_drop, "Accuracy gate (repeatable): ppl:+2%, ppl:+0.5, top1:-0.5, agree:>=0.995, cos:>=0.999, sqnr:>=20; exit 3 when one fails")
+      ->allow_extra_args(false);
 
   // inspect
   std::string inspect_model;
@@ -136,7 +149,8 @@ int main(int argc, char** argv) {
     if (*quantize) {
       if (*format_opt) q.format = ptq::pipeline::parseOutputFormat(format, "--format");
       if (*seed_opt) q.seed = seed;
-      auto report = ptq::driver::runQuantize(q);
+      const auto result = ptq::driver::runQuantizeJob(q);
+      const auto& report = result.report;
       int64_t quantized = 0, before = 0, after = 0;
       for (const auto& l : report.layers)
         if (l.bits) {
@@ -147,6 +161,20 @@ int main(int argc, char** argv) {
       spdlog::info("quantized {} of {} layers: weights {:.2f} MB -> {:.2f} MB; wrote {} ({:.2f} MB) in {:.2f} s", quantized,
                    report.layers.size(), before / 1e6, after / 1e6, q.output_path, report.output_bytes / 1e6, report.seconds);
       for (const auto& w : report.warnings) spdlog::warn("{}", w);
+      if (result.evaluated) {
+        std::string line;
+        std::istringstream table(result.eval.table());
+        while (std::getline(table, line))
+          if (!line.empty()) spdlog::info("eval: {}", line);
+        for (const auto& g : result.gates) {
+          if (g.pass) spdlog::info("gate {}", g.detail);
+          else spdlog::error("gate {}", g.detail);
+        }
+        if (!result.gatesPassed()) {
+          spdlog::error("accuracy gate failed: {} was written, but does not meet every --max-drop", q.output_path);
+          return static_cast<int>(ptq::ExitCode::kAccuracyGate);
+        }
+      }
     } else if (*inspect) {
       std::cout << ptq::driver::inspectModel(inspect_model, inspect_json) << std::endl;
     } else if (*convert) {

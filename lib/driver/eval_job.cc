@@ -17,6 +17,7 @@
 
 #include "formats/onnx/onnx_io.h"
 #include "lib/calib/calibration.h"
+#include "lib/driver/quantize_job.h"
 #include "lib/driver/tensor_files.h"
 #include "lib/runtime/session.h"
 #include "lib/util/atomic_file.h"
@@ -202,7 +203,10 @@ void evalTokens(const EvalOptions& o, runtime::Session& ref, runtime::Session& c
         const float* pc = lc.data<float>() + (b * o.seq + t) * V;
         r.ref_ppl.add(eval::nextTokenNll(pr, V, target));
         r.cand_ppl.add(eval::nextTokenNll(pc, V, target));
-        r.lm_top1_agree += eval::argmax(pr, V) == eval::argmax(pc, V);
+        const int64_t ar = eval::argmax(pr, V), ac = eval::argmax(pc, V);
+        r.lm_top1_agree += ar == ac;
+        r.lm_ref_correct += ar == target;
+        r.lm_cand_correct += ac == target;
       }
     ++r.batches;
     progress(r, bi, batches, t0);
@@ -271,8 +275,8 @@ EvalResult runEval(const EvalOptions& o) {
   if (o.batch <= 0) throwUsage("--batch must be positive");
   if (o.windows < 0) throwUsage("--windows must be positive");
   const auto t0 = std::chrono::steady_clock::now();
-  const ir::Model ref_model = onnx_io::loadModel(o.ref_path);
-  const ir::Model cand_model = onnx_io::loadModel(o.cand_path);
+  const ir::Model ref_model = loadRunnableModel(o.ref_path);
+  const ir::Model cand_model = loadRunnableModel(o.cand_path);
   runtime::SessionOptions so;
   so.threads = o.threads;
   runtime::Session ref(ref_model, so), cand(cand_model, so);
@@ -319,10 +323,12 @@ std::string EvalResult::table() const {
     const double pr = ref_ppl.perplexity(), pc = cand_ppl.perplexity();
     std::snprintf(line, sizeof line,
                   "\nperplexity (%s, %lld windows of %lld, %lld positions): reference %.4f, candidate %.4f (%+.3f%%)\n"
-                  "  next-token top-1 agreement %.4f\n",
+                  "  next-token top-1 agreement %.4f, accuracy reference %.4f, candidate %.4f\n",
                   lm_output.c_str(), static_cast<long long>(samples), static_cast<long long>(seq), static_cast<long long>(ref_ppl.count),
                   pr, pc, 100.0 * (pc / pr - 1.0),
-                  ref_ppl.count ? static_cast<double>(lm_top1_agree) / static_cast<double>(ref_ppl.count) : 0.0);
+                  ref_ppl.count ? static_cast<double>(lm_top1_agree) / static_cast<double>(ref_ppl.count) : 0.0,
+                  ref_ppl.count ? static_cast<double>(lm_ref_correct) / static_cast<double>(ref_ppl.count) : 0.0,
+                  ref_ppl.count ? static_cast<double>(lm_cand_correct) / static_cast<double>(ref_ppl.count) : 0.0);
     s += line;
   }
   return s;
@@ -374,7 +380,10 @@ std::string EvalResult::toJson() const {
     l["nll_reference"] = ref_ppl.meanNll();
     l["nll_candidate"] = cand_ppl.meanNll();
     l["perplexity_delta"] = cand_ppl.perplexity() / ref_ppl.perplexity() - 1.0;
-    l["top1_agreement"] = ref_ppl.count ? static_cast<double>(lm_top1_agree) / static_cast<double>(ref_ppl.count) : 0.0;
+    const double n = ref_ppl.count ? static_cast<double>(ref_ppl.count) : 1.0;
+    l["top1_agreement"] = static_cast<double>(lm_top1_agree) / n;
+    l["accuracy_reference"] = static_cast<double>(lm_ref_correct) / n;
+    l["accuracy_candidate"] = static_cast<double>(lm_cand_correct) / n;
     j["language_model"] = l;
   }
   return j.dump(2);

@@ -49,12 +49,14 @@ struct EvalResult {
   int64_t seq = 0;
   eval::PerplexityStats ref_ppl, cand_ppl;
   int64_t lm_top1_agree = 0;  // next-token arg-max agreement over all positions
+  int64_t lm_ref_correct = 0, lm_cand_correct = 0;  // next-token arg-max equal to the true next token
   double seconds = 0;
 
   std::string table() const;   // the readable summary printed on stdout
   std::string toJson() const;  // the --report document
 };
 
+// A .ptq candidate (or reference) is unpacked in memory to the ONNX form recorded in it.
 // Throws ptq::Error: kUsage for inconsistent flags, kInput for missing/unreadable models or data,
 // unknown input names, labels that do not match, or models with different inputs/outputs, kOutput
 // when the report cannot be written.
