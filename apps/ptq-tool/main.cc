@@ -9,6 +9,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "lib/driver/batch_job.h"
 #include "lib/driver/eval_job.h"
 #include "lib/driver/inspect.h"
 #include "lib/driver/quantize_job.h"
@@ -129,6 +130,16 @@ int main(int argc, char** argv) {
   eval->add_option("--report", ev.report_path, "Write the figures as JSON");
   eval->add_option("-j,--threads", ev.threads, "Worker threads (0 = all cores)")->check(CLI::Range(0, 4096));
 
+  ptq::driver::BatchOptions bo;
+  auto* batch = app.add_subcommand("batch", "Quantize (and evaluate, gate) every model of a manifest, one process per model; or --merge shard summaries");
+  batch->add_option("manifest", bo.manifest_path, "Manifest JSON (models, defaults)");
+  batch->add_option("--out-dir", bo.out_dir, "Output folder: DIR/NAME/ per model, DIR/summary.json and summary.md");
+  batch->add_option("--jobs", bo.jobs, "Models run in parallel (default 1)")->check(CLI::Range(1, 1024));
+  batch->add_option("--shard", bo.shard, "Run shard I of N (I/N; default: from SLURM_ARRAY_TASK_ID/COUNT or JOB_COMPLETION_INDEX)");
+  batch->add_option("--shard-count", bo.shard_count, "Shard count N for JOB_COMPLETION_INDEX (Kubernetes Indexed Job)")->check(CLI::PositiveNumber);
+  batch->add_flag("--dry-run", bo.dry_run, "Print which models this shard would run or skip; run nothing");
+  batch->add_option("--merge", bo.merge_dirs, "Join the shard summaries of these batch folders into one summary (in --out-dir, default the first)");
+
   auto* passes = app.add_subcommand("passes", "List the passes a config's pipeline can name, with their options");
 
   try {
@@ -190,6 +201,8 @@ int main(int argc, char** argv) {
     } else if (*eval) {
       auto r = ptq::driver::runEval(ev);
       std::cout << r.table();
+    } else if (*batch) {
+      return ptq::driver::runBatch(bo);
     } else if (*passes) {
       std::cout << ptq::driver::listPasses();
     }
