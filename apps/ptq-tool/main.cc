@@ -78,6 +78,7 @@ int main(int argc, char** argv) {
   quantize->add_option("--eval-samples", q.eval_samples, "Use at most this many --eval-data samples")->check(CLI::PositiveNumber);
   quantize->add_option("--eval-labels", q.eval_labels, "int64 labels for --eval-data (accuracy)");
   quantize->add_option("--eval-batch", q.eval_batch, "Evaluation batch size (default 8)")->check(CLI::PositiveNumber);
+  quantize->add_flag("--eval-attribution", q.eval_attribution, "Per-layer output error (SQNR) of the written model in that evaluation");
   quantize->add_option("--max-drop", q.max_drop, "Accuracy gate (repeatable): ppl:+2%, ppl:+0.5, top1:-0.5, agree:>=0.995, cos:>=0.999, sqnr:>=20; exit 3 when one fails")
       ->allow_extra_args(false);
 
@@ -128,6 +129,7 @@ int main(int argc, char** argv) {
   eval->add_option("--labels", ev.labels, "int64 labels, one per sample (raw .i64/.bin or .npy): accuracy of each classifier");
   eval->add_option("--batch", ev.batch, "Batch size (default 8)")->check(CLI::PositiveNumber);
   eval->add_option("--report", ev.report_path, "Write the figures as JSON");
+  eval->add_flag("--attribution", ev.attribution, "Per-layer error attribution: SQNR of each quantized layer's output against the reference's, worst first");
   eval->add_option("-j,--threads", ev.threads, "Worker threads (0 = all cores)")->check(CLI::Range(0, 4096));
 
   ptq::driver::BatchOptions bo;

@@ -27,6 +27,18 @@ struct EvalOptions {
   int64_t batch = 8;
   std::string report_path;
   int threads = 0;
+  // Per-layer error attribution: the output of every quantized layer of the candidate (a node reading
+  // a DequantizeLinear of a constant, MatMulNBits, MatMulInteger, ConvInteger) compared with the
+  // reference's value of the same name (following Cast/Mul/Add/Q/DQ after the layer when the name
+  // changed), batch by batch, worst SQNR first.
+  bool attribution = false;
+};
+
+struct LayerAttribution {
+  std::string node;      // the candidate's node (its name, else its first output's)
+  std::string op_type;   // the candidate's op
+  std::string value;     // the value compared in both models
+  eval::ErrorStats error;
 };
 
 struct OutputEval {
@@ -51,6 +63,9 @@ struct EvalResult {
   int64_t lm_top1_agree = 0;  // next-token arg-max agreement over all positions
   int64_t lm_ref_correct = 0, lm_cand_correct = 0;  // next-token arg-max equal to the true next token
   double seconds = 0;
+  bool attribution = false;
+  std::vector<LayerAttribution> layers;   // worst SQNR first
+  std::vector<std::string> unmatched;     // quantized candidate nodes with no matching reference value
 
   std::string table() const;   // the readable summary printed on stdout
   std::string toJson() const;  // the --report document

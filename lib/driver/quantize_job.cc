@@ -239,6 +239,7 @@ EvalOptions gateEvalOptions(const QuantizeOptions& o) {
   e.labels = o.eval_labels;
   e.batch = o.eval_batch;
   e.threads = o.threads;
+  e.attribution = o.eval_attribution;
   return e;
 }
 
@@ -252,6 +253,7 @@ std::vector<AccuracyGate> checkGateOptions(const QuantizeOptions& o) {
   if (!o.eval_tokens.empty() && !o.eval_labels.empty()) throwUsage("--eval-labels goes with --eval-data, not --eval-tokens");
   if (!o.evaluates()) {
     if (!o.eval_labels.empty()) throwUsage("--eval-labels needs --eval-data");
+    if (o.eval_attribution) throwUsage("--eval-attribution needs --eval-tokens or --eval-data");
   }
   if (o.eval_seq <= 0) throwUsage("--eval-seq must be positive");
   if (o.eval_batch <= 0) throwUsage("--eval-batch must be positive");

@@ -43,6 +43,7 @@ struct QuantizeOptions {
   std::string eval_labels;
   int64_t eval_batch = 8;
   std::vector<std::string> max_drop;
+  bool eval_attribution = false;  // per-layer output error in that evaluation (eval --attribution)
 
   bool evaluates() const { return !eval_tokens.empty() || !eval_data.empty(); }
 };
