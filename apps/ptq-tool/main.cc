@@ -56,6 +56,7 @@ int main(int argc, char** argv) {
   auto* format_opt = quantize->add_option("-f,--format", format, "Output form: qdq | matmulnbits | packed (.ptq) (overrides the config)")
                          ->check(CLI::IsMember({"qdq", "matmulnbits", "packed"}));
   quantize->add_option("--report", q.report_path, "Write a JSON report of every layer's decision and error");
+  quantize->add_option("--report-html", q.report_html, "Write the report as one self-contained HTML page (per-layer SQNR bars, bits, bytes, metrics, gates)");
   quantize->add_option("-j,--threads", q.threads, "Worker threads (0 = all cores)")->check(CLI::Range(0, 4096));
   auto* seed_opt = quantize->add_option("--seed", seed, "Random seed (overrides the config)");
   quantize->add_flag("--verify-each", q.verify_each, "Check the IR after every pass");
@@ -129,6 +130,7 @@ int main(int argc, char** argv) {
   eval->add_option("--labels", ev.labels, "int64 labels, one per sample (raw .i64/.bin or .npy): accuracy of each classifier");
   eval->add_option("--batch", ev.batch, "Batch size (default 8)")->check(CLI::PositiveNumber);
   eval->add_option("--report", ev.report_path, "Write the figures as JSON");
+  eval->add_option("--report-html", ev.report_html, "Write the figures as one self-contained HTML page");
   eval->add_flag("--attribution", ev.attribution, "Per-layer error attribution: SQNR of each quantized layer's output against the reference's, worst first");
   eval->add_option("-j,--threads", ev.threads, "Worker threads (0 = all cores)")->check(CLI::Range(0, 4096));
 
@@ -140,6 +142,7 @@ int main(int argc, char** argv) {
   batch->add_option("--shard", bo.shard, "Run shard I of N (I/N; default: from SLURM_ARRAY_TASK_ID/COUNT or JOB_COMPLETION_INDEX)");
   batch->add_option("--shard-count", bo.shard_count, "Shard count N for JOB_COMPLETION_INDEX (Kubernetes Indexed Job)")->check(CLI::PositiveNumber);
   batch->add_flag("--dry-run", bo.dry_run, "Print which models this shard would run or skip; run nothing");
+  batch->add_option("--report-html", bo.report_html, "Write the summary as one HTML page (a row per model; each model also gets DIR/NAME/report.html)");
   batch->add_option("--merge", bo.merge_dirs, "Join the shard summaries of these batch folders into one summary (in --out-dir, default the first)");
 
   auto* passes = app.add_subcommand("passes", "List the passes a config's pipeline can name, with their options");

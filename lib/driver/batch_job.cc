@@ -24,6 +24,7 @@
 #include <spdlog/spdlog.h>
 
 #include "lib/driver/batch_manifest.h"
+#include "lib/driver/html_report.h"
 #include "lib/util/atomic_file.h"
 #include "lib/util/error.h"
 
@@ -288,6 +289,7 @@ class BatchRun {
       md_path = o_.out_dir + "/shards/summary-" + tag + ".md";
     }
     writeSummary(json_path, md_path, summary);
+    if (!o_.report_html.empty()) writeFileAtomically(o_.report_html, renderBatchHtml(summary));
     spdlog::info("batch: {} ok, {} gate failed, {} failed, {} skipped; wrote {}", summary["counts"]["ok"].get<int>(),
                  summary["counts"]["gate_failed"].get<int>(), summary["counts"]["failed"].get<int>(), summary["counts"]["skipped"].get<int>(),
                  json_path);
@@ -478,6 +480,7 @@ int mergeBatch(const BatchOptions& o) {
   summary["exit_code"] = code;
   makeDirs(out);
   writeSummary(out + "/summary.json", out + "/summary.md", summary);
+  if (!o.report_html.empty()) writeFileAtomically(o.report_html, renderBatchHtml(summary));
   spdlog::info("batch --merge: {} models from {} summaries -> {}/summary.json", models.size(), sources.size(), out);
   return code;
 }

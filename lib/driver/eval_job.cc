@@ -18,6 +18,7 @@
 
 #include "formats/onnx/onnx_io.h"
 #include "lib/calib/calibration.h"
+#include "lib/driver/html_report.h"
 #include "lib/driver/quantize_job.h"
 #include "lib/driver/tensor_files.h"
 #include "lib/runtime/session.h"
@@ -360,6 +361,7 @@ EvalResult runEval(const EvalOptions& o) {
                    [](const LayerAttribution& a, const LayerAttribution& b) { return a.error.sqnr() < b.error.sqnr(); });
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!o.report_path.empty()) writeFileAtomically(o.report_path, r.toJson() + "\n");
+  if (!o.report_html.empty()) writeFileAtomically(o.report_html, renderEvalHtml(nlohmann::json::parse(r.toJson())));
   return r;
 }
 

@@ -26,6 +26,7 @@ struct EvalOptions {
   std::string labels;      // int64 labels, raw .i64/.bin or .npy, one per sample
   int64_t batch = 8;
   std::string report_path;
+  std::string report_html;  // the figures as one self-contained HTML page
   int threads = 0;
   // Per-layer error attribution: the output of every quantized layer of the candidate (a node reading
   // a DequantizeLinear of a constant, MatMulNBits, MatMulInteger, ConvInteger) compared with the

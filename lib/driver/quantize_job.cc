@@ -14,6 +14,7 @@
 #include "formats/onnx/onnx_io.h"
 #include "formats/packed/ptq_file.h"
 #include "lib/calib/calibration.h"
+#include "lib/driver/html_report.h"
 #include "lib/driver/pipeline_run.h"
 #include "lib/driver/tensor_files.h"
 #include "lib/ir/verifier.h"
@@ -270,6 +271,7 @@ pipeline::Report runQuantize(const QuantizeOptions& opts) { return runQuantizeJo
 
 QuantizeResult runQuantizeJob(const QuantizeOptions& opts) {
   const std::vector<AccuracyGate> gates = checkGateOptions(opts);
+  if (!opts.report_html.empty()) checkWritableTarget(opts.report_html, "HTML report");
   QuantizeResult r;
   r.report = quantizeAndWrite(opts);
   if (opts.evaluates()) {
@@ -279,6 +281,7 @@ QuantizeResult runQuantizeJob(const QuantizeOptions& opts) {
     for (const AccuracyGate& g : gates) r.gates.push_back(checkAccuracyGate(g, r.eval));
   }
   if (!opts.report_path.empty()) writeFileAtomically(opts.report_path, r.reportJson() + "\n");
+  if (!opts.report_html.empty()) writeFileAtomically(opts.report_html, renderQuantizeHtml(nlohmann::json::parse(r.reportJson())));
   return r;
 }
 

@@ -44,6 +44,7 @@ struct QuantizeOptions {
   int64_t eval_batch = 8;
   std::vector<std::string> max_drop;
   bool eval_attribution = false;  // per-layer output error in that evaluation (eval --attribution)
+  std::string report_html;        // --report-html: the report as one self-contained HTML page
 
   bool evaluates() const { return !eval_tokens.empty() || !eval_data.empty(); }
 };
