@@ -3,11 +3,13 @@
 #include <csignal>
 #include <cstdio>
 #include <iostream>
+#include <sstream>
 
 #include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "lib/driver/batch_job.h"
 #include "lib/driver/eval_job.h"
 #include "lib/driver/inspect.h"
 #include "lib/driver/quantize_job.h"
@@ -54,6 +56,7 @@ int main(int argc, char** argv) {
   auto* format_opt = quantize->add_option("-f,--format", format, "Output form: qdq | matmulnbits | packed (.ptq) (overrides the config)")
                          ->check(CLI::IsMember({"qdq", "matmulnbits", "packed"}));
   quantize->add_option("--report", q.report_path, "Write a JSON report of every layer's decision and error");
+  quantize->add_option("--report-html", q.report_html, "Write the report as one self-contained HTML page (per-layer SQNR bars, bits, bytes, metrics, gates)");
   quantize->add_option("-j,--threads", q.threads, "Worker threads (0 = all cores)")->check(CLI::Range(0, 4096));
   auto* seed_opt = quantize->add_option("--seed", seed, "Random seed (overrides the config)");
   quantize->add_flag("--verify-each", q.verify_each, "Check the IR after every pass");
@@ -66,6 +69,19 @@ int main(int argc, char** argv) {
   quantize->add_option("--calib-shape", q.calib_shape, "Shape of a token file, SAMPLESxSEQ (default Nx128)");
   quantize->add_option("--calib-samples", q.calib_samples, "Use at most this many calibration samples")->check(CLI::NonNegativeNumber);
   quantize->add_option("--calib-batch", q.calib_batch, "Calibration batch size (default 8)")->check(CLI::NonNegativeNumber);
+  // Accuracy gate: evaluate the written model against the input model (as `eval` does).
+  quantize->add_option("--eval-tokens", q.eval_tokens, "Evaluate after writing: raw int64 tokens for a language model (as eval --tokens)");
+  quantize->add_option("--eval-seq", q.eval_seq, "Window length for --eval-tokens (default 128)")->check(CLI::PositiveNumber);
+  quantize->add_option("--eval-windows", q.eval_windows, "At most this many windows of --eval-tokens")->check(CLI::PositiveNumber);
+  quantize->add_option("--eval-data", q.eval_data, "Evaluate after writing: held-out inputs NAME=FILE or a folder (repeatable, as eval --data)")
+      ->allow_extra_args(false);
+  quantize->add_option("--eval-data-shape", q.eval_data_shape, "Shape of a raw .bin --eval-data file");
+  quantize->add_option("--eval-samples", q.eval_samples, "Use at most this many --eval-data samples")->check(CLI::PositiveNumber);
+  quantize->add_option("--eval-labels", q.eval_labels, "int64 labels for --eval-data (accuracy)");
+  quantize->add_option("--eval-batch", q.eval_batch, "Evaluation batch size (default 8)")->check(CLI::PositiveNumber);
+  quantize->add_flag("--eval-attribution", q.eval_attribution, "Per-layer output error (SQNR) of the written model in that evaluation");
+  quantize->add_option("--max-drop", q.max_drop, "Accuracy gate (repeatable): ppl:+2%, ppl:+0.5, top1:-0.5, agree:>=0.995, cos:>=0.999, sqnr:>=20; exit 3 when one fails")
+      ->allow_extra_args(false);
 
   // inspect
   std::string inspect_model;
@@ -114,7 +130,20 @@ int main(int argc, char** argv) {
   eval->add_option("--labels", ev.labels, "int64 labels, one per sample (raw .i64/.bin or .npy): accuracy of each classifier");
   eval->add_option("--batch", ev.batch, "Batch size (default 8)")->check(CLI::PositiveNumber);
   eval->add_option("--report", ev.report_path, "Write the figures as JSON");
+  eval->add_option("--report-html", ev.report_html, "Write the figures as one self-contained HTML page");
+  eval->add_flag("--attribution", ev.attribution, "Per-layer error attribution: SQNR of each quantized layer's output against the reference's, worst first");
   eval->add_option("-j,--threads", ev.threads, "Worker threads (0 = all cores)")->check(CLI::Range(0, 4096));
+
+  ptq::driver::BatchOptions bo;
+  auto* batch = app.add_subcommand("batch", "Quantize (and evaluate, gate) every model of a manifest, one process per model; or --merge shard summaries");
+  batch->add_option("manifest", bo.manifest_path, "Manifest JSON (models, defaults)");
+  batch->add_option("--out-dir", bo.out_dir, "Output folder: DIR/NAME/ per model, DIR/summary.json and summary.md");
+  batch->add_option("--jobs", bo.jobs, "Models run in parallel (default 1)")->check(CLI::Range(1, 1024));
+  batch->add_option("--shard", bo.shard, "Run shard I of N (I/N; default: from SLURM_ARRAY_TASK_ID/COUNT or JOB_COMPLETION_INDEX)");
+  batch->add_option("--shard-count", bo.shard_count, "Shard count N for JOB_COMPLETION_INDEX (Kubernetes Indexed Job)")->check(CLI::PositiveNumber);
+  batch->add_flag("--dry-run", bo.dry_run, "Print which models this shard would run or skip; run nothing");
+  batch->add_option("--report-html", bo.report_html, "Write the summary as one HTML page (a row per model; each model also gets DIR/NAME/report.html)");
+  batch->add_option("--merge", bo.merge_dirs, "Join the shard summaries of these batch folders into one summary (in --out-dir, default the first)");
 
   auto* passes = app.add_subcommand("passes", "List the passes a config's pipeline can name, with their options");
 
@@ -136,7 +165,8 @@ int main(int argc, char** argv) {
     if (*quantize) {
       if (*format_opt) q.format = ptq::pipeline::parseOutputFormat(format, "--format");
       if (*seed_opt) q.seed = seed;
-      auto report = ptq::driver::runQuantize(q);
+      const auto result = ptq::driver::runQuantizeJob(q);
+      const auto& report = result.report;
       int64_t quantized = 0, before = 0, after = 0;
       for (const auto& l : report.layers)
         if (l.bits) {
@@ -147,6 +177,20 @@ int main(int argc, char** argv) {
       spdlog::info("quantized {} of {} layers: weights {:.2f} MB -> {:.2f} MB; wrote {} ({:.2f} MB) in {:.2f} s", quantized,
                    report.layers.size(), before / 1e6, after / 1e6, q.output_path, report.output_bytes / 1e6, report.seconds);
       for (const auto& w : report.warnings) spdlog::warn("{}", w);
+      if (result.evaluated) {
+        std::string line;
+        std::istringstream table(result.eval.table());
+        while (std::getline(table, line))
+          if (!line.empty()) spdlog::info("eval: {}", line);
+        for (const auto& g : result.gates) {
+          if (g.pass) spdlog::info("gate {}", g.detail);
+          else spdlog::error("gate {}", g.detail);
+        }
+        if (!result.gatesPassed()) {
+          spdlog::error("accuracy gate failed: {} was written, but does not meet every --max-drop", q.output_path);
+          return static_cast<int>(ptq::ExitCode::kAccuracyGate);
+        }
+      }
     } else if (*inspect) {
       std::cout << ptq::driver::inspectModel(inspect_model, inspect_json) << std::endl;
     } else if (*convert) {
@@ -162,6 +206,8 @@ int main(int argc, char** argv) {
     } else if (*eval) {
       auto r = ptq::driver::runEval(ev);
       std::cout << r.table();
+    } else if (*batch) {
+      return ptq::driver::runBatch(bo);
     } else if (*passes) {
       std::cout << ptq::driver::listPasses();
     }

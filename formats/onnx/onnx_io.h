@@ -4,6 +4,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "lib/ir/graph.h"
 
@@ -19,6 +20,10 @@ struct LoadOptions {
 // Throws ptq::Error(kInput) naming the file for: missing file, not ONNX, truncated, missing or short
 // external-data file, unsupported dtype, dangling value references.
 ir::Model loadModel(const std::string& path, const LoadOptions& opts = {});
+// The external-data files a .onnx file refers to (its locations, relative to the model's folder,
+// each once, sorted), from every graph and subgraph; the data itself is not read. Throws kInput as
+// loadModel does for a file that is not ONNX.
+std::vector<std::string> externalDataFiles(const std::string& path);
 // Parses a model from bytes (tests; `what` names it in errors).
 ir::Model loadModelFromBytes(const std::string& bytes, const std::string& what);
 

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <set>
 
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl.h>
@@ -277,6 +278,45 @@ ir::Model loadModel(const std::string& path, const LoadOptions& opts) {
   if (!ok) throwInput(path + ": not a valid ONNX model (protobuf parsing failed: the file is truncated or not ONNX)");
   ExternalDataResolver resolver(dirOf(path), path, opts.mmap_external_data);
   return convert(mp, path, &resolver);
+}
+
+namespace {
+
+void collectLocations(const onnx::TensorProto& t, std::set<std::string>& out) {
+  if (t.data_location() != onnx::TensorProto::EXTERNAL) return;
+  for (const auto& kv : t.external_data())
+    if (kv.key() == "location") out.insert(kv.value());
+}
+
+void collectLocations(const onnx::GraphProto& g, std::set<std::string>& out) {
+  for (const auto& t : g.initializer()) collectLocations(t, out);
+  for (const auto& n : g.node())
+    for (const auto& a : n.attribute()) {
+      if (a.has_t()) collectLocations(a.t(), out);
+      for (const auto& t : a.tensors()) collectLocations(t, out);
+      if (a.has_g()) collectLocations(a.g(), out);
+      for (const auto& sg : a.graphs()) collectLocations(sg, out);
+    }
+}
+
+}  // namespace
+
+std::vector<std::string> externalDataFiles(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throwInput(path + ": cannot open model: " + std::strerror(errno));
+  onnx::ModelProto mp;
+  bool ok;
+  {
+    google::protobuf::io::FileInputStream raw(fd);
+    google::protobuf::io::CodedInputStream coded(&raw);
+    coded.SetTotalBytesLimit(INT_MAX);
+    ok = mp.ParseFromCodedStream(&coded) && coded.ConsumedEntireMessage();
+  }
+  ::close(fd);
+  if (!ok) throwInput(path + ": not a valid ONNX model (protobuf parsing failed: the file is truncated or not ONNX)");
+  std::set<std::string> locations;
+  collectLocations(mp.graph(), locations);
+  return std::vector<std::string>(locations.begin(), locations.end());
 }
 
 ir::Model loadModelFromBytes(const std::string& bytes, const std::string& what) {

@@ -11,12 +11,15 @@
 #include <iterator>
 #include <map>
 #include <memory>
+#include <set>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "formats/onnx/onnx_io.h"
 #include "lib/calib/calibration.h"
+#include "lib/driver/html_report.h"
+#include "lib/driver/quantize_job.h"
 #include "lib/driver/tensor_files.h"
 #include "lib/runtime/session.h"
 #include "lib/util/atomic_file.h"
@@ -95,6 +98,68 @@ struct FloatView {
   }
 };
 
+bool isWeightDequant(const ir::Value* v) {
+  const ir::Node* p = v ? v->producer() : nullptr;
+  return p && p->opType() == "DequantizeLinear" && p->input(0) && p->input(0)->isConstant();
+}
+
+std::string nodeLabel(const ir::Node& n) {
+  if (!n.name.empty()) return n.name;
+  return n.output(0) ? "<" + n.output(0)->name() + ">" : "<unnamed " + n.opType() + ">";
+}
+
+// The quantized layers of the candidate's main graph and the value each is compared at.
+void findAttributionLayers(const ir::Graph& cand, const ir::Graph& ref, EvalResult& r) {
+  auto inRef = [&](const ir::Value* v) {
+    const ir::Value* rv = v ? ref.findValue(v->name()) : nullptr;
+    return rv && !rv->isConstant() && rv->kind() != ir::Value::Kind::kGraphInput;
+  };
+  std::set<std::string> taken;
+  for (const ir::Node* n : cand.nodes()) {
+    const std::string& op = n->opType();
+    if (op == "DequantizeLinear" || op == "QuantizeLinear" || op == "DynamicQuantizeLinear") continue;
+    bool quantized = op == "MatMulNBits" || op == "MatMulInteger" || op == "ConvInteger";
+    for (const ir::Value* in : n->inputs()) quantized = quantized || isWeightDequant(in);
+    if (!quantized || !n->output(0)) continue;
+    // Follow the layer's tail (integer kernels' Cast/Mul/Add, activation Q/DQ) to a value the reference has.
+    const ir::Value* v = n->output(0);
+    for (int hop = 0; hop < 4 && !inRef(v); ++hop) {
+      if (v->uses().size() != 1) break;
+      const ir::Node* next = v->uses()[0].node;
+      static const std::set<std::string> tail = {"Cast", "Mul", "Add", "QuantizeLinear", "DequantizeLinear"};
+      if (!tail.count(next->opType()) || !next->output(0)) break;
+      v = next->output(0);
+    }
+    if (!inRef(v) || !taken.insert(v->name()).second) {
+      r.unmatched.push_back(nodeLabel(*n));
+      continue;
+    }
+    LayerAttribution a;
+    a.node = nodeLabel(*n);
+    a.op_type = n->domain().empty() ? op : n->domain() + "." + op;
+    a.value = v->name();
+    r.layers.push_back(a);
+  }
+}
+
+// The graph outputs plus the attribution values.
+std::vector<std::string> requestedOutputs(const runtime::Session& s, const EvalResult& r) {
+  std::vector<std::string> outs = s.outputNames();
+  for (const LayerAttribution& a : r.layers)
+    if (std::find(outs.begin(), outs.end(), a.value) == outs.end()) outs.push_back(a.value);
+  return outs;
+}
+
+void addAttribution(const std::map<std::string, ir::Tensor>& ref, const std::map<std::string, ir::Tensor>& cand, EvalResult& r) {
+  for (LayerAttribution& a : r.layers) {
+    const ir::Tensor& x = ref.at(a.value);
+    const ir::Tensor& y = cand.at(a.value);
+    if (x.dtype() == ir::DType::kString || x.numel() != y.numel()) continue;
+    const FloatView fx(x), fy(y);
+    a.error.add(fx.p, fy.p, static_cast<size_t>(x.numel()));
+  }
+}
+
 class Evaluator {
  public:
   Evaluator(EvalResult& r, const std::vector<std::string>& outputs, const std::vector<int64_t>* labels)
@@ -168,6 +233,7 @@ void evalTokens(const EvalOptions& o, runtime::Session& ref, runtime::Session& c
                        " (input " + input + ")";
 
   std::vector<std::string> outs = ref.outputNames();
+  const std::vector<std::string> requested = requestedOutputs(ref, r);
   Evaluator ev(r, outs, nullptr);
   const int64_t batches = (windows + o.batch - 1) / o.batch;
   const auto t0 = std::chrono::steady_clock::now();
@@ -175,8 +241,9 @@ void evalTokens(const EvalOptions& o, runtime::Session& ref, runtime::Session& c
     const int64_t w0 = bi * o.batch, nb = std::min(o.batch, windows - w0);
     std::vector<int64_t> ids(tokens.begin() + w0 * o.seq, tokens.begin() + (w0 + nb) * o.seq);
     const std::map<std::string, ir::Tensor> feeds{{input, ir::Tensor::fromInt64s({nb, o.seq}, ids)}};
-    const auto ro = ref.run(feeds);
-    const auto co = cand.run(feeds);
+    const auto ro = ref.run(feeds, requested);
+    const auto co = cand.run(feeds, requested);
+    addAttribution(ro, co, r);
     if (bi == 0) {
       // The logits: "logits" if there is such an output, else the first float [batch, seq, vocab] one.
       for (const std::string& n : outs) {
@@ -202,7 +269,10 @@ void evalTokens(const EvalOptions& o, runtime::Session& ref, runtime::Session& c
         const float* pc = lc.data<float>() + (b * o.seq + t) * V;
         r.ref_ppl.add(eval::nextTokenNll(pr, V, target));
         r.cand_ppl.add(eval::nextTokenNll(pc, V, target));
-        r.lm_top1_agree += eval::argmax(pr, V) == eval::argmax(pc, V);
+        const int64_t ar = eval::argmax(pr, V), ac = eval::argmax(pc, V);
+        r.lm_top1_agree += ar == ac;
+        r.lm_ref_correct += ar == target;
+        r.lm_cand_correct += ac == target;
       }
     ++r.batches;
     progress(r, bi, batches, t0);
@@ -238,13 +308,15 @@ void evalData(const EvalOptions& o, const ir::Model& ref_model, runtime::Session
     if (static_cast<int64_t>(labels.size()) < set.samples())
       throwInput(o.labels + ": " + std::to_string(labels.size()) + " labels for " + std::to_string(set.samples()) + " samples");
   }
+  const std::vector<std::string> requested = requestedOutputs(ref, r);
   Evaluator ev(r, ref.outputNames(), o.labels.empty() ? nullptr : &labels);
   const int64_t batches = set.numBatches();
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t bi = 0; bi < batches; ++bi) {
     const auto feeds = set.batch(bi);
-    const auto ro = ref.run(feeds);
-    const auto co = cand.run(feeds);
+    const auto ro = ref.run(feeds, requested);
+    const auto co = cand.run(feeds, requested);
+    addAttribution(ro, co, r);
     const int64_t rows = std::min(o.batch, set.samples() - bi * o.batch);
     ev.add(ro, co, rows, bi * o.batch);
     ++r.batches;
@@ -271,8 +343,8 @@ EvalResult runEval(const EvalOptions& o) {
   if (o.batch <= 0) throwUsage("--batch must be positive");
   if (o.windows < 0) throwUsage("--windows must be positive");
   const auto t0 = std::chrono::steady_clock::now();
-  const ir::Model ref_model = onnx_io::loadModel(o.ref_path);
-  const ir::Model cand_model = onnx_io::loadModel(o.cand_path);
+  const ir::Model ref_model = loadRunnableModel(o.ref_path);
+  const ir::Model cand_model = loadRunnableModel(o.cand_path);
   runtime::SessionOptions so;
   so.threads = o.threads;
   runtime::Session ref(ref_model, so), cand(cand_model, so);
@@ -281,10 +353,15 @@ EvalResult runEval(const EvalOptions& o) {
   EvalResult r;
   r.ref_path = o.ref_path;
   r.cand_path = o.cand_path;
+  r.attribution = o.attribution;
+  if (o.attribution) findAttributionLayers(*cand_model.graph, *ref_model.graph, r);
   if (!o.tokens.empty()) evalTokens(o, ref, cand, r);
   else evalData(o, ref_model, ref, cand, r);
+  std::stable_sort(r.layers.begin(), r.layers.end(),
+                   [](const LayerAttribution& a, const LayerAttribution& b) { return a.error.sqnr() < b.error.sqnr(); });
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!o.report_path.empty()) writeFileAtomically(o.report_path, r.toJson() + "\n");
+  if (!o.report_html.empty()) writeFileAtomically(o.report_html, renderEvalHtml(nlohmann::json::parse(r.toJson())));
   return r;
 }
 
@@ -315,14 +392,28 @@ std::string EvalResult::table() const {
       s += line;
     }
   }
+  if (attribution) {
+    std::snprintf(line, sizeof line, "\nper-layer output error, worst first (%zu quantized layers matched, %zu unmatched)\n", layers.size(),
+                  unmatched.size());
+    s += line;
+    std::snprintf(line, sizeof line, "%-44s %-26s %10s %14s %12s\n", "layer", "op", "SQNR dB", "cosine", "mean-abs");
+    s += line;
+    for (const LayerAttribution& a : layers) {
+      std::snprintf(line, sizeof line, "%-44s %-26s %10.2f %14.9f %12.4g\n", a.node.c_str(), a.op_type.c_str(), a.error.sqnr(),
+                    a.error.cosineSimilarity(), a.error.meanAbs());
+      s += line;
+    }
+  }
   if (language_model) {
     const double pr = ref_ppl.perplexity(), pc = cand_ppl.perplexity();
     std::snprintf(line, sizeof line,
                   "\nperplexity (%s, %lld windows of %lld, %lld positions): reference %.4f, candidate %.4f (%+.3f%%)\n"
-                  "  next-token top-1 agreement %.4f\n",
+                  "  next-token top-1 agreement %.4f, accuracy reference %.4f, candidate %.4f\n",
                   lm_output.c_str(), static_cast<long long>(samples), static_cast<long long>(seq), static_cast<long long>(ref_ppl.count),
                   pr, pc, 100.0 * (pc / pr - 1.0),
-                  ref_ppl.count ? static_cast<double>(lm_top1_agree) / static_cast<double>(ref_ppl.count) : 0.0);
+                  ref_ppl.count ? static_cast<double>(lm_top1_agree) / static_cast<double>(ref_ppl.count) : 0.0,
+                  ref_ppl.count ? static_cast<double>(lm_ref_correct) / static_cast<double>(ref_ppl.count) : 0.0,
+                  ref_ppl.count ? static_cast<double>(lm_cand_correct) / static_cast<double>(ref_ppl.count) : 0.0);
     s += line;
   }
   return s;
@@ -363,6 +454,14 @@ std::string EvalResult::toJson() const {
     }
     j["outputs"].push_back(o);
   }
+  if (attribution) {
+    j["attribution"] = json::array();
+    for (const LayerAttribution& a : layers)
+      j["attribution"].push_back({{"node", a.node}, {"op_type", a.op_type}, {"value", a.value}, {"sqnr_db", a.error.sqnr()},
+                                  {"cosine", a.error.cosineSimilarity()}, {"mean_abs", a.error.meanAbs()}, {"max_abs", a.error.max_abs},
+                                  {"elements", a.error.count}});
+    j["attribution_unmatched"] = unmatched;
+  }
   if (language_model) {
     json l;
     l["output"] = lm_output;
@@ -374,7 +473,10 @@ std::string EvalResult::toJson() const {
     l["nll_reference"] = ref_ppl.meanNll();
     l["nll_candidate"] = cand_ppl.meanNll();
     l["perplexity_delta"] = cand_ppl.perplexity() / ref_ppl.perplexity() - 1.0;
-    l["top1_agreement"] = ref_ppl.count ? static_cast<double>(lm_top1_agree) / static_cast<double>(ref_ppl.count) : 0.0;
+    const double n = ref_ppl.count ? static_cast<double>(ref_ppl.count) : 1.0;
+    l["top1_agreement"] = static_cast<double>(lm_top1_agree) / n;
+    l["accuracy_reference"] = static_cast<double>(lm_ref_correct) / n;
+    l["accuracy_candidate"] = static_cast<double>(lm_cand_correct) / n;
     j["language_model"] = l;
   }
   return j.dump(2);

@@ -26,7 +26,20 @@ struct EvalOptions {
   std::string labels;      // int64 labels, raw .i64/.bin or .npy, one per sample
   int64_t batch = 8;
   std::string report_path;
+  std::string report_html;  // the figures as one self-contained HTML page
   int threads = 0;
+  // Per-layer error attribution: the output of every quantized layer of the candidate (a node reading
+  // a DequantizeLinear of a constant, MatMulNBits, MatMulInteger, ConvInteger) compared with the
+  // reference's value of the same name (following Cast/Mul/Add/Q/DQ after the layer when the name
+  // changed), batch by batch, worst SQNR first.
+  bool attribution = false;
+};
+
+struct LayerAttribution {
+  std::string node;      // the candidate's node (its name, else its first output's)
+  std::string op_type;   // the candidate's op
+  std::string value;     // the value compared in both models
+  eval::ErrorStats error;
 };
 
 struct OutputEval {
@@ -49,12 +62,17 @@ struct EvalResult {
   int64_t seq = 0;
   eval::PerplexityStats ref_ppl, cand_ppl;
   int64_t lm_top1_agree = 0;  // next-token arg-max agreement over all positions
+  int64_t lm_ref_correct = 0, lm_cand_correct = 0;  // next-token arg-max equal to the true next token
   double seconds = 0;
+  bool attribution = false;
+  std::vector<LayerAttribution> layers;   // worst SQNR first
+  std::vector<std::string> unmatched;     // quantized candidate nodes with no matching reference value
 
   std::string table() const;   // the readable summary printed on stdout
   std::string toJson() const;  // the --report document
 };
 
+// A .ptq candidate (or reference) is unpacked in memory to the ONNX form recorded in it.
 // Throws ptq::Error: kUsage for inconsistent flags, kInput for missing/unreadable models or data,
 // unknown input names, labels that do not match, or models with different inputs/outputs, kOutput
 // when the report cannot be written.

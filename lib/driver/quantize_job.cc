@@ -8,11 +8,13 @@
 #include <chrono>
 #include <cstring>
 
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "formats/onnx/onnx_io.h"
 #include "formats/packed/ptq_file.h"
 #include "lib/calib/calibration.h"
+#include "lib/driver/html_report.h"
 #include "lib/driver/pipeline_run.h"
 #include "lib/driver/tensor_files.h"
 #include "lib/ir/verifier.h"
@@ -159,7 +161,10 @@ void convertModel(const std::string& in, const std::string& out, bool external_d
   onnx_io::saveModel(model, out, save);
 }
 
-pipeline::Report runQuantize(const QuantizeOptions& opts) {
+namespace {
+
+// runQuantize without writing the report (the job adds the evaluation to it first).
+pipeline::Report quantizeAndWrite(const QuantizeOptions& opts) {
   const auto t0 = std::chrono::steady_clock::now();
   if (opts.output_path.empty()) throwUsage("quantize: an output path is required (-o FILE)");
   checkOutputPath(opts.model_path, opts.output_path);
@@ -219,8 +224,91 @@ pipeline::Report runQuantize(const QuantizeOptions& opts) {
   }
   report.output_bytes = fileSize(opts.output_path) + fileSize(opts.output_path + ".data");
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (!opts.report_path.empty()) writeFileAtomically(opts.report_path, report.toJson() + "\n");
   return report;
+}
+
+EvalOptions gateEvalOptions(const QuantizeOptions& o) {
+  EvalOptions e;
+  e.ref_path = o.model_path;
+  e.cand_path = o.output_path;
+  e.tokens = o.eval_tokens;
+  e.seq = o.eval_seq;
+  e.windows = o.eval_windows;
+  e.data = o.eval_data;
+  e.data_shape = o.eval_data_shape;
+  e.samples = o.eval_samples;
+  e.labels = o.eval_labels;
+  e.batch = o.eval_batch;
+  e.threads = o.threads;
+  e.attribution = o.eval_attribution;
+  return e;
+}
+
+// Every flag combination of the gate, before any work.
+std::vector<AccuracyGate> checkGateOptions(const QuantizeOptions& o) {
+  std::vector<AccuracyGate> gates;
+  for (const std::string& e : o.max_drop) gates.push_back(parseAccuracyGate(e, "--max-drop"));
+  if (!gates.empty() && !o.evaluates())
+    throwUsage("--max-drop " + gates[0].expression + " needs evaluation data: --eval-tokens FILE.i64 or --eval-data NAME=FILE");
+  if (!o.eval_tokens.empty() && !o.eval_data.empty()) throwUsage("give --eval-tokens or --eval-data, not both");
+  if (!o.eval_tokens.empty() && !o.eval_labels.empty()) throwUsage("--eval-labels goes with --eval-data, not --eval-tokens");
+  if (!o.evaluates()) {
+    if (!o.eval_labels.empty()) throwUsage("--eval-labels needs --eval-data");
+    if (o.eval_attribution) throwUsage("--eval-attribution needs --eval-tokens or --eval-data");
+  }
+  if (o.eval_seq <= 0) throwUsage("--eval-seq must be positive");
+  if (o.eval_batch <= 0) throwUsage("--eval-batch must be positive");
+  if (o.eval_windows < 0) throwUsage("--eval-windows must be positive");
+  for (const AccuracyGate& g : gates)
+    if (gateNeedsTokens(g) && o.eval_tokens.empty())
+      throwUsage("--max-drop " + g.expression + ": perplexity needs --eval-tokens (a language model), not --eval-data");
+  return gates;
+}
+
+}  // namespace
+
+pipeline::Report runQuantize(const QuantizeOptions& opts) { return runQuantizeJob(opts).report; }
+
+QuantizeResult runQuantizeJob(const QuantizeOptions& opts) {
+  const std::vector<AccuracyGate> gates = checkGateOptions(opts);
+  if (!opts.report_html.empty()) checkWritableTarget(opts.report_html, "HTML report");
+  QuantizeResult r;
+  r.report = quantizeAndWrite(opts);
+  if (opts.evaluates()) {
+    spdlog::info("evaluating {} against {}", opts.output_path, opts.model_path);
+    r.eval = runEval(gateEvalOptions(opts));
+    r.evaluated = true;
+    for (const AccuracyGate& g : gates) r.gates.push_back(checkAccuracyGate(g, r.eval));
+  }
+  if (!opts.report_path.empty()) writeFileAtomically(opts.report_path, r.reportJson() + "\n");
+  if (!opts.report_html.empty()) writeFileAtomically(opts.report_html, renderQuantizeHtml(nlohmann::json::parse(r.reportJson())));
+  return r;
+}
+
+bool QuantizeResult::gatesPassed() const {
+  for (const GateVerdict& g : gates)
+    if (!g.pass) return false;
+  return true;
+}
+
+std::string QuantizeResult::reportJson() const {
+  nlohmann::json j = nlohmann::json::parse(report.toJson());
+  if (evaluated) {
+    j["evaluation"] = nlohmann::json::parse(eval.toJson());
+    j["gates"] = nlohmann::json::array();
+    for (const GateVerdict& g : gates) j["gates"].push_back(g.toJson());
+    j["gates_passed"] = gatesPassed();
+  }
+  return j.dump(2);
+}
+
+ir::Model loadRunnableModel(const std::string& path) {
+  if (!packed::isPackedFile(path)) return onnx_io::loadModel(path);
+  packed::PackedModel pm = packed::readPacked(path);
+  legalize::LegalizeOptions lower;
+  lower.prefer_matmulnbits = pm.output_form == "matmulnbits";
+  legalize::legalize(pm.model, lower);
+  return std::move(pm.model);
 }
 
 }  // namespace ptq::driver

@@ -6,6 +6,9 @@
 #include <string>
 #include <vector>
 
+#include "lib/driver/accuracy_gate.h"
+#include "lib/driver/eval_job.h"
+#include "lib/ir/graph.h"
 #include "lib/pipeline/config.h"
 #include "lib/pipeline/report.h"
 
@@ -28,10 +31,42 @@ struct QuantizeOptions {
   std::string calib_shape;            // "64x128" for token files
   int64_t calib_samples = 0;
   int64_t calib_batch = 0;
+  // Accuracy gate: after the output is written, the input model and the written one are compared by
+  // `eval` on these held-out inputs (as eval's --tokens/--seq/--windows or --data/--data-shape/
+  // --samples/--labels/--batch), and every --max-drop expression (accuracy_gate.h) is checked.
+  std::string eval_tokens;
+  int64_t eval_seq = 128;
+  int64_t eval_windows = 0;
+  std::vector<std::string> eval_data;
+  std::string eval_data_shape;
+  int64_t eval_samples = 0;
+  std::string eval_labels;
+  int64_t eval_batch = 8;
+  std::vector<std::string> max_drop;
+  bool eval_attribution = false;  // per-layer output error in that evaluation (eval --attribution)
+  std::string report_html;        // --report-html: the report as one self-contained HTML page
+
+  bool evaluates() const { return !eval_tokens.empty() || !eval_data.empty(); }
+};
+
+struct QuantizeResult {
+  pipeline::Report report;
+  bool evaluated = false;
+  EvalResult eval;                  // input model vs written model, when evaluated
+  std::vector<GateVerdict> gates;   // one per --max-drop, in order
+  bool gatesPassed() const;
+  std::string reportJson() const;   // the --report document: the quantize report + "evaluation" + "gates"
 };
 
 // Throws ptq::Error with the exit code the CLI returns. Writes nothing unless it succeeds.
 pipeline::Report runQuantize(const QuantizeOptions& opts);
+// runQuantize, then (with eval data) the evaluation and the gates. A failed gate does not throw: the
+// output and the report are written and the verdicts returned (the CLI exits 3). Gate expressions,
+// and gates without eval data, are checked before anything is loaded (kUsage naming the flag).
+QuantizeResult runQuantizeJob(const QuantizeOptions& opts);
+
+// A model ready for the executor: ONNX as read, or a .ptq file unpacked in memory to its recorded form.
+ir::Model loadRunnableModel(const std::string& path);
 
 // `ptq-tool convert`: load and write a model unchanged (e.g. to move weights into external data).
 void convertModel(const std::string& in, const std::string& out, bool external_data);

@@ -14,6 +14,7 @@ enum class ExitCode : int {
   kAccuracyGate = 3, // an accuracy gate failed (evaluation)
   kOutput = 4,       // the output could not be written (directory missing, not writable, same as input)
   kInternal = 5,     // a bug: an invariant of the tool itself broke
+  kBatchFailed = 6,  // batch: at least one model failed (or a shard summary is missing from --merge)
 };
 
 class Error : public std::runtime_error {
