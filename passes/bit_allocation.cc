@@ -181,7 +181,10 @@ class BitAllocationPass final : public pipeline::Pass {
     if (o_.measured) {
       meter = std::make_unique<OutputErrorMeter>(session, *ctx.calibration, o_.measure_samples, o_.metric);
       int64_t trials = 0;
-      for (const LayerWork& w : work) trials += static_cast<int64_t>(w.wbits.size() + w.abits.size());
+      for (const LayerWork& w : work)
+        for (int b : w.wbits) trials += b != kFloatBits;
+      for (const LayerWork& w : work)
+        for (int a : w.abits) trials += a != 0 && a != kFloatBits;
       spdlog::info("bit-allocation: measuring {} trials ({} layers) on {} calibration samples, {} ({}), one model run each",
                    trials, work.size(), meter->samples(), o_.metric == OutputMetric::kKl ? "KL of the outputs" : "output MSE",
                    meter->probabilities() ? "outputs read as probabilities" : "outputs read as logits");
@@ -260,6 +263,18 @@ class BitAllocationPass final : public pipeline::Pass {
         if (group.size() > 1) p.ties.push_back(group);
       result.counters["tie_groups"] = static_cast<int64_t>(p.ties.size());
     }
+    // A budget below what the cheapest choices reach is the user's error: say how low it can go, in the
+    // option's own unit.
+    for (size_t k = 0; k < p.budgets.size(); ++k) {
+      const double least = smallestFeasibleBudget(p, k);
+      if (least > p.budgets[k].limit) {
+        const BudgetUnit& u = units_[k];
+        throwUsage("bit-allocation: budget " + u.option + " " + fmtG(u.given) + " cannot be met: the smallest feasible is " +
+                   u.option + " " + fmt::format("{:.6g}", std::ceil(least / u.scale * 1e6) / 1e6) + " (" +
+                   fmt::format("{:.0f}", least) + " " + p.budgets[k].name +
+                   ": every layer at its cheapest candidate the pins and ties allow)");
+      }
+    }
     const auto t1 = std::chrono::steady_clock::now();
     IlpSolution s = solveBitIlp(p);
     const double solve_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
@@ -322,8 +337,10 @@ class BitAllocationPass final : public pipeline::Pass {
     auto fixedActBits = [&](const LayerWork& w) {
       return w.layer->quantize_activations && acts.present && !acts.dynamic ? acts.bits : kFloatBits;
     };
+    units_.clear();
     auto row = [&](const std::string& name, double limit, auto weightOf) {
       p.budgets.push_back({name, limit});
+      units_.push_back({name, limit, 1.0});
       for (size_t i = 0; i < work.size(); ++i) {
         std::vector<double> ws;
         for (const Choice& c : choices[i]) ws.push_back(weightOf(work[i], c));
@@ -337,6 +354,7 @@ class BitAllocationPass final : public pipeline::Pass {
       const double v = it.value().get<double>();
       if (k == "avg_bits") {
         row("bits", v * params, [](const LayerWork& w, const Choice& c) { return static_cast<double>(w.params) * c.w; });
+        units_.back() = {"avg_bits", v, params};
         result.figures["budget_avg_bits"] = v;
       } else if (k == "bytes") {
         row("bytes", v, [](const LayerWork& w, const Choice& c) { return static_cast<double>(w.wbytes.at(c.w)); });
@@ -349,11 +367,13 @@ class BitAllocationPass final : public pipeline::Pass {
           limit += static_cast<double>(c.bytes);
         }
         row("bytes", limit, [](const LayerWork& w, const Choice& c) { return static_cast<double>(w.wbytes.at(c.w)); });
+        units_.back().option = "bytes";
         result.figures["budget_uniform_bits"] = v;
       } else if (k == "bops") {
         row("weight_bops", v, [&](const LayerWork& w, const Choice& c) {
           return w.macs * c.w * (c.a ? c.a : fixedActBits(w));
         });
+        units_.back().option = "bops";
       }
     }
     if (o_.activation_candidates.empty()) return;
@@ -366,11 +386,13 @@ class BitAllocationPass final : public pipeline::Pass {
         const int base = acts.bits;
         row("activations_not_at_" + std::to_string(base) + "_bits", std::floor(v * act_layers + 1e-9),
             [base](const LayerWork&, const Choice& c) { return c.a != 0 && c.a != base ? 1.0 : 0.0; });
+        units_.back() = {"share", v, act_layers};
         result.figures["budget_activation_share"] = v;
       } else if (k == "bops") {
         row("activation_bops", v, [&](const LayerWork& w, const Choice& c) {
           return w.macs * c.w * (c.a ? c.a : fixedActBits(w));
         });
+        units_.back().option = "activation_budget.bops";
       }
     }
   }
@@ -478,7 +500,14 @@ class BitAllocationPass final : public pipeline::Pass {
     return e;
   }
 
+  // How each budget row reads in its option's terms: option name, the value given, row = value * scale.
+  struct BudgetUnit {
+    std::string option;
+    double given = 0;
+    double scale = 1;
+  };
   Options o_;
+  mutable std::vector<BudgetUnit> units_;
 };
 
 }  // namespace
