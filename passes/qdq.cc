@@ -1,6 +1,7 @@
 #include "passes/qdq.h"
 
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include <spdlog/spdlog.h>
@@ -47,11 +48,41 @@ bool onlyBiasedIntoGraphOutput(const ir::Graph& g, const ir::Value* v) {
 // The main-graph nodes of the plan's layers whose activations are quantized.
 std::set<const ir::Node*> activationLayers(pipeline::QuantPlan& plan, const ir::Graph& g) {
   std::set<const ir::Node*> layers;
-  for (pipeline::LayerPlan* l : plan.active())
-    if (l->quantize_activations)
-      for (ir::Node* n : l->readers)
+  // Every layer marked, skipped weights included: bit-allocation may keep a weight float and still
+  // quantize its activations.
+  for (pipeline::LayerPlan& l : plan.layers())
+    if (l.quantize_activations)
+      for (ir::Node* n : l.readers)
         if (n->graph() == &g) layers.insert(n);
   return layers;
+}
+
+// Per-layer activation widths a pass decided (LayerPlan::activation_bits): for each input and output
+// value of such a layer, the widest choice of the layers it connects, or 32 (stay float) when one of
+// them keeps its activations float. Values no such layer touches are absent (the config's bits).
+std::map<const ir::Value*, int> layerActivationWidths(pipeline::QuantPlan& plan, const ir::Graph& g, int config_bits) {
+  std::map<const ir::Value*, int> w;
+  for (pipeline::LayerPlan& l : plan.layers()) {
+    if (l.activation_bits == 0) continue;
+    const int bits = l.activation_bits;
+    for (ir::Node* n : l.readers) {
+      if (n->graph() != &g) continue;
+      for (const ir::Value* v : {static_cast<const ir::Value*>(n->input(0)), static_cast<const ir::Value*>(n->output(0))}) {
+        if (!v) continue;
+        auto it = w.find(v);
+        if (it == w.end()) w[v] = bits;
+        else if (it->second != 32) it->second = bits == 32 ? 32 : std::max(it->second, bits);
+      }
+    }
+  }
+  // A value also read or written by a layer at the config's width takes the wider of the two.
+  for (const pipeline::LayerPlan& l : plan.layers()) {
+    if (l.activation_bits != 0 || !l.quantize_activations) continue;
+    for (ir::Node* n : l.readers)
+      for (const ir::Value* v : {static_cast<const ir::Value*>(n->input(0)), static_cast<const ir::Value*>(n->output(0))})
+        if (auto it = w.find(v); v && it != w.end() && it->second != 32) it->second = std::max(it->second, config_bits);
+  }
+  return w;
 }
 
 class QdqPass final : public pipeline::Pass {
@@ -68,8 +99,10 @@ class QdqPass final : public pipeline::Pass {
     // The activations to observe: inputs and outputs of the selected layers, in graph order.
     std::vector<ir::Value*> values;
     std::set<const ir::Value*> seen;
+    const std::map<const ir::Value*, int> widths = layerActivationWidths(ctx.plan, g, a.bits);
     auto add = [&](ir::Value* v) {
       if (!v || v->isConstant() || !seen.insert(v).second) return;
+      if (auto it = widths.find(v); it != widths.end() && it->second == 32) return;  // a layer kept it float
       values.push_back(v);
     };
     auto listed = [&](const std::string& op) { return std::find(a.op_types.begin(), a.op_types.end(), op) != a.op_types.end(); };
@@ -115,19 +148,16 @@ class QdqPass final : public pipeline::Pass {
       if ((b + 1) % 8 == 0 || b + 1 == batches) spdlog::info("qdq: batch {}/{}", b + 1, batches);
     }
 
-    quant::GridSpec grid;
-    grid.bits = a.bits;
-    grid.symmetric = a.symmetric;
-    grid.is_signed = a.symmetric;
-    const ir::DType dtype = activationType(a.bits, a.symmetric);
+    int64_t wider = 0;
     for (size_t i = 0; i < observed.size(); ++i) {
+      quant::GridSpec grid;
+      auto w = widths.find(observed[i]);
+      grid.bits = w == widths.end() ? a.bits : w->second;  // the layers' choice (the widest of them)
+      wider += grid.bits != a.bits;
+      grid.symmetric = a.symmetric;
+      grid.is_signed = a.symmetric;
       const quant::RangeResult r = observers[i]->compute(grid);
-      auto q = std::make_shared<ir::ActivationQuant>();
-      q->dtype = dtype;
-      q->axis = -1;
-      q->scale = ir::Tensor::fromFloats({}, {r.params.scale});
-      q->zero_point = zeroPointTensor(dtype, r.params.zero);
-      observed[i]->act_quant = q;
+      observed[i]->act_quant = staticActivationQuant(r.params, grid.bits, a.symmetric);
       if (quant::isClampedScale(r.params.scale))
         ctx.warnings.push_back("qdq: activation '" + observed[i]->name() + "': range [" + std::to_string(r.lo) + ", " +
                                std::to_string(r.hi) + "] would need a denormal scale: clamped to 2^-126");
@@ -138,6 +168,7 @@ class QdqPass final : public pipeline::Pass {
     result.changed = !observed.empty() || biases > 0;
     result.counters["int32_biases"] = biases;
     result.counters["activations_quantized"] = static_cast<int64_t>(observed.size());
+    result.counters["activations_not_at_config_bits"] = wider;
     result.counters["calibration_batches"] = batches;
     result.counters["calibration_samples"] = ctx.calibration->samples();
     return result;
@@ -179,6 +210,16 @@ class QdqPass final : public pipeline::Pass {
 };
 
 }  // namespace
+
+std::shared_ptr<ir::ActivationQuant> staticActivationQuant(const quant::GroupParams& params, int bits, bool symmetric) {
+  const ir::DType dtype = activationType(bits, symmetric);
+  auto q = std::make_shared<ir::ActivationQuant>();
+  q->dtype = dtype;
+  q->axis = -1;
+  q->scale = ir::Tensor::fromFloats({}, {params.scale});
+  q->zero_point = zeroPointTensor(dtype, params.zero);
+  return q;
+}
 
 pipeline::PassInfo qdqPassInfo() {
   pipeline::PassInfo info;

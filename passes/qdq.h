@@ -20,11 +20,18 @@
 // writes the forms of lib/ir/dynamic_quant.h (8-bit per tensor: DynamicQuantizeLinear -> MatMulInteger
 // / ConvInteger, as ONNX Runtime's quantize_dynamic).
 #pragma once
+#include <memory>
+
 #include "lib/pipeline/pass.h"
 #include "lib/pipeline/pass_registry.h"
+#include "lib/quant/grid.h"
 
 namespace ptq::passes {
 
 pipeline::PassInfo qdqPassInfo();
+
+// The static per-tensor annotation the qdq pass attaches for a range on a grid of `bits` (4, 8, 16):
+// uint/int dtype of that width, scalar scale and zero point (shared with bit-allocation's trials).
+std::shared_ptr<ir::ActivationQuant> staticActivationQuant(const quant::GroupParams& params, int bits, bool symmetric);
 
 }  // namespace ptq::passes

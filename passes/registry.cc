@@ -1,5 +1,6 @@
 #include "passes/registry.h"
 
+#include "passes/bit_allocation.h"
 #include "passes/fold_norms.h"
 #include "passes/gptq.h"
 #include "passes/hadamard_rotation.h"
@@ -13,7 +14,7 @@ namespace ptq::passes {
 const pipeline::PassTable& builtinPasses() {
   // In the order of ../shared/DESIGN.md's pipeline: transforms, then weight quantizers, then activations.
   static const pipeline::PassTable table = {foldNormsPassInfo(),  smoothQuantPassInfo(), hadamardRotationPassInfo(),
-                                            scaleReparamPassInfo(), gptqPassInfo(),       rtnPassInfo(),
+                                            scaleReparamPassInfo(), bitAllocationPassInfo(), gptqPassInfo(),       rtnPassInfo(),
                                             qdqPassInfo()};
   return table;
 }

@@ -22,6 +22,7 @@ namespace ptq::pipeline {
 struct PassResult {
   bool changed = false;
   std::map<std::string, int64_t> counters;
+  std::map<std::string, double> figures;  // non-integer results (bit-allocation: objective, budget, budget used)
 };
 
 struct PassContext {

@@ -57,6 +57,7 @@ void PassManager::run(ir::Model& model, PassContext& ctx, std::vector<PassRecord
     rec.name = p.name();
     rec.changed = r.changed;
     rec.counters = r.counters;
+    rec.figures = r.figures;
     rec.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     records.push_back(rec);
     if (verify_each_) ir::verifyOrThrow(*model.graph, "after pass '" + p.name() + "'");

@@ -66,6 +66,18 @@ OptionSpec OptionSpec::text(std::string name, std::string dflt, std::function<st
   return s;
 }
 
+OptionSpec OptionSpec::jsonValue(std::string name, std::string json_type, std::string dflt,
+                                 std::function<std::string(const json&)> check, std::string help) {
+  OptionSpec s;
+  s.name = std::move(name);
+  s.type = Type::kJson;
+  s.json_type = std::move(json_type);
+  s.default_value = json::parse(dflt).dump();
+  s.check_json = std::move(check);
+  s.help = std::move(help);
+  return s;
+}
+
 namespace {
 std::string number(double v) {
   std::ostringstream o;
@@ -86,6 +98,7 @@ std::string OptionSpec::typeName() const {
     case Type::kBool: return "bool";
     case Type::kString: return "string";
     case Type::kChoice: return "one of " + joined(choices, "|");
+    case Type::kJson: return json_type;
   }
   return "?";
 }
@@ -97,6 +110,7 @@ std::string OptionSpec::rangeText() const {
 }
 
 std::string OptionSpec::defaultText() const {
+  if (type == Type::kJson) return std::get<std::string>(default_value);
   return std::visit(
       [](const auto& v) -> std::string {
         using T = std::decay_t<decltype(v)>;
@@ -117,17 +131,24 @@ int64_t OptionValues::integer(const std::string& name) const { return std::get<i
 double OptionValues::real(const std::string& name) const { return std::get<double>(at(name)); }
 bool OptionValues::flag(const std::string& name) const { return std::get<bool>(at(name)); }
 const std::string& OptionValues::text(const std::string& name) const { return std::get<std::string>(at(name)); }
+json OptionValues::jsonValue(const std::string& name) const { return json::parse(std::get<std::string>(at(name))); }
 
 std::string OptionValues::toJson() const {
   json j = json::object();
-  for (const auto& [k, v] : values_) std::visit([&, key = k](const auto& x) { j[key] = x; }, v);
+  for (const auto& [k, v] : values_) {
+    if (is_json_.count(k)) j[k] = json::parse(std::get<std::string>(v));
+    else std::visit([&, key = k](const auto& x) { j[key] = x; }, v);
+  }
   return j.dump();
 }
 
 OptionValues parseOptions(const std::vector<OptionSpec>& specs, const json& options, const std::string& where) {
   if (!options.is_null() && !options.is_object()) throwUsage(where + ": must be an object");
   OptionValues out;
-  for (const auto& s : specs) out.values_[s.name] = s.default_value;
+  for (const auto& s : specs) {
+    out.values_[s.name] = s.default_value;
+    if (s.type == OptionSpec::Type::kJson) out.is_json_[s.name] = true;
+  }
   if (options.is_null()) return out;
   for (auto it = options.begin(); it != options.end(); ++it) {
     const std::string key = where + "." + it.key();
@@ -176,6 +197,11 @@ OptionValues parseOptions(const std::vector<OptionSpec>& specs, const json& opti
         out.values_[spec->name] = s;
         break;
       }
+      case OptionSpec::Type::kJson:
+        if (spec->check_json)
+          if (const std::string why = spec->check_json(v); !why.empty()) throwUsage(key + ": " + why + ", got " + v.dump());
+        out.values_[spec->name] = v.dump();
+        break;
     }
     out.given_[spec->name] = true;
   }

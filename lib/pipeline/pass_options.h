@@ -19,7 +19,7 @@ namespace ptq::pipeline {
 using OptionValue = std::variant<int64_t, double, bool, std::string>;
 
 struct OptionSpec {
-  enum class Type { kInt, kFloat, kBool, kString, kChoice };
+  enum class Type { kInt, kFloat, kBool, kString, kChoice, kJson };
   std::string name;
   Type type = Type::kInt;
   OptionValue default_value;
@@ -30,6 +30,9 @@ struct OptionSpec {
   std::vector<std::string> choices;  // kChoice
   // kString: returns why a value is malformed ("" when it is fine), checked when the config loads.
   std::function<std::string(const std::string&)> check_text;
+  // kJson: the same for a JSON value (a list, an object); the value is kept as its compact JSON text.
+  std::function<std::string(const nlohmann::json&)> check_json;
+  std::string json_type;  // kJson: what it holds, for `ptq-tool passes` ("list", "object")
 
   static OptionSpec integer(std::string name, int64_t dflt, int64_t lo, int64_t hi, std::string help);
   // A float in a range; `lo_open` / `hi_open` exclude the ends.
@@ -38,6 +41,10 @@ struct OptionSpec {
   static OptionSpec choice(std::string name, std::string dflt, std::vector<std::string> choices, std::string help);
   static OptionSpec text(std::string name, std::string dflt, std::function<std::string(const std::string&)> check,
                          std::string help);
+  // A JSON list or object (e.g. [2, 3, 4, 8] or {"avg_bits": 3}); `dflt` is its JSON text; `check` says why
+  // a value is malformed ("" when fine). Read back with OptionValues::jsonValue.
+  static OptionSpec jsonValue(std::string name, std::string json_type, std::string dflt,
+                              std::function<std::string(const nlohmann::json&)> check, std::string help);
 
   std::string typeName() const;     // "int", "float", "bool", "string", "one of a|b"
   std::string rangeText() const;    // "(0, 1]", "1..1000", "" when unbounded
@@ -51,6 +58,7 @@ class OptionValues {
   double real(const std::string& name) const;
   bool flag(const std::string& name) const;
   const std::string& text(const std::string& name) const;  // kString and kChoice
+  nlohmann::json jsonValue(const std::string& name) const;  // kJson
   bool given(const std::string& name) const { return given_.count(name) != 0; }  // in the config, not defaulted
   // The effective values as a JSON object text (for the report and provenance).
   std::string toJson() const;
@@ -60,6 +68,7 @@ class OptionValues {
   const OptionValue& at(const std::string& name) const;
   std::map<std::string, OptionValue> values_;
   std::map<std::string, bool> given_;
+  std::map<std::string, bool> is_json_;
 };
 
 // Parses `options` (a JSON object, or null = all defaults) against `specs`. `where` prefixes errors

@@ -54,6 +54,10 @@ struct LayerPlan {
   std::string skip_reason;        // why, when skip
   WeightSettings weights;         // bits, symmetric, granularity, group size, clip search
   bool quantize_activations = false;  // its input and output activations get Q/DQ (the qdq pass)
+  // Their grid width: 0 = the config's activations.bits; 4, 8 or 16 as a pass (bit-allocation) decided;
+  // 32 = kept float by that pass. A value between layers takes the widest of its layers' choices and
+  // stays float when one of them is 32 (passes/qdq.cc).
+  int activation_bits = 0;
 
   // Who decided: "config" or the name of the pass that changed it last, and each change in order.
   std::string decided_by = "config";

@@ -78,8 +78,11 @@ std::string Report::toJson() const {
   }
   j["layers"] = layers_j;
   json passes_j = json::array();
-  for (const auto& p : passes)
-    passes_j.push_back({{"name", p.name}, {"changed", p.changed}, {"counters", p.counters}, {"seconds", p.seconds}});
+  for (const auto& p : passes) {
+    json e{{"name", p.name}, {"changed", p.changed}, {"counters", p.counters}, {"seconds", p.seconds}};
+    if (!p.figures.empty()) e["figures"] = p.figures;
+    passes_j.push_back(e);
+  }
   j["passes"] = passes_j;
   j["warnings"] = warnings;
   j["summary"] = {{"layers_quantized", quantized},

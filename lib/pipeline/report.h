@@ -38,6 +38,7 @@ struct PassRecord {
   std::string name;
   bool changed = false;
   std::map<std::string, int64_t> counters;
+  std::map<std::string, double> figures;
   double seconds = 0;
 };
 

@@ -20,6 +20,10 @@ void validateGrid(const GridSpec& g) {
   if (g.bits < 2 || g.bits > 8) throwUsage("quant: bits must be in 2..8, got " + std::to_string(g.bits));
 }
 
+void validateActivationGrid(const GridSpec& g) {
+  if (g.bits < 2 || g.bits > 16) throwUsage("quant: activation bits must be in 2..16, got " + std::to_string(g.bits));
+}
+
 void validateOptions(const QuantOptions& o) {
   validateGrid(o.grid);
   if (o.clip == ClipSearch::kNone) return;

@@ -51,6 +51,9 @@ struct QuantOptions {
 
 // Throw ptq::Error (usage) naming the offending field.
 void validateGrid(const GridSpec& g);
+// Activation grids (observers, fake quantization of activations) may also be 16 bits wide (uint16/int16
+// QuantizeLinear at opset 21): 2..16.
+void validateActivationGrid(const GridSpec& g);
 void validateOptions(const QuantOptions& o);
 
 inline int64_t codeMin(const GridSpec& g) { return g.is_signed ? -(int64_t{1} << (g.bits - 1)) : 0; }

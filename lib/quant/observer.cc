@@ -80,7 +80,7 @@ class MinMaxObserver final : public ActivationObserver {
     count_ += n;
   }
   RangeResult compute(const GridSpec& g) const override {
-    validateGrid(g);
+    validateActivationGrid(g);
     if (count_ == 0) throwNothingObserved(name());
     return rangeResultFor(min_, max_, g);
   }
@@ -110,7 +110,7 @@ class MovingMinMaxObserver final : public ActivationObserver {
     count_ += n;
   }
   RangeResult compute(const GridSpec& g) const override {
-    validateGrid(g);
+    validateActivationGrid(g);
     if (count_ == 0) throwNothingObserved(name());
     return rangeResultFor(static_cast<float>(min_), static_cast<float>(max_), g);
   }
@@ -164,7 +164,7 @@ class ChannelMinMaxObserver final : public ChannelObserver {
   }
 
   std::vector<RangeResult> compute(const GridSpec& g) const override {
-    validateGrid(g);
+    validateActivationGrid(g);
     if (channels_ == 0) throwNothingObserved(name());
     std::vector<RangeResult> out(min_.size());
     for (size_t c = 0; c < out.size(); ++c) {

@@ -27,7 +27,7 @@ class HistogramObserver : public ActivationObserver {
   }
 
   RangeResult compute(const GridSpec& g) const override {
-    validateGrid(g);
+    validateActivationGrid(g);
     if (count_ == 0) throwInput(who() + ": no values observed");
     return computeFromHistogram(g);
   }
