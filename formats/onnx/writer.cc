@@ -13,6 +13,7 @@
 
 #include "formats/onnx/onnx_io.h"
 #include "formats/onnx/tensor_proto.h"
+#include "formats/onnx/wire_splice.h"
 #include "lib/util/atomic_file.h"
 #include "lib/util/error.h"
 
@@ -25,6 +26,9 @@ namespace {
 
 // Protobuf refuses to serialize messages over 2 GiB; leave headroom for the graph itself.
 constexpr size_t kInlineLimitBytes = size_t{1} << 30 | size_t{1} << 29;  // 1.5 GiB
+// Top-level initializers at least this large are streamed from their buffers (see wire_splice.h)
+// instead of being copied into the ModelProto.
+constexpr size_t kStreamMinBytes = 4096;
 
 void setExternal(onnx::TensorProto& tp, const TensorPlacement& p) {
   tp.clear_raw_data();
@@ -65,8 +69,9 @@ class ExternalDataWriter {
 
 class GraphWriter {
  public:
-  GraphWriter(ExternalDataWriter* ext, size_t threshold, const PlaceInitializer* place = nullptr)
-      : ext_(ext), threshold_(threshold), place_(place) {}
+  GraphWriter(ExternalDataWriter* ext, size_t threshold, const PlaceInitializer* place = nullptr,
+              std::vector<const ir::Tensor*>* streamed = nullptr)
+      : ext_(ext), threshold_(threshold), place_(place), streamed_(streamed) {}
 
   void write(const Graph& g, onnx::GraphProto& gp) {
     const bool top = depth_ == 0;
@@ -86,7 +91,18 @@ class GraphWriter {
         writePlacedTensor(v->initializer, v->name(), *p, *gp.add_initializer());
         continue;
       }
-      writeTensor(v->initializer, v->name(), *gp.add_initializer());
+      const ir::Tensor& t = v->initializer;
+      if (top && streamed_ && !ext_ && t.dtype() != ir::DType::kString && t.nbytes() >= kStreamMinBytes) {
+        // Everything tensorToProto writes but the bytes, which the streaming save splices in.
+        onnx::TensorProto& tp = *gp.add_initializer();
+        tp.set_name(v->name());
+        tp.set_data_type(static_cast<int32_t>(t.dtype()));
+        for (int64_t d : t.shape()) tp.add_dims(d);
+        streamed_->push_back(&t);
+        continue;
+      }
+      writeTensor(t, v->name(), *gp.add_initializer());
+      if (top && streamed_) streamed_->push_back(nullptr);
     }
     for (const auto& s : g.sparse_initializers_opaque) gp.add_sparse_initializer()->ParseFromString(s);
     // Constant-node weights go first: they have no inputs, so any position before their users is valid.
@@ -227,6 +243,8 @@ class GraphWriter {
   ExternalDataWriter* ext_;
   size_t threshold_;
   const PlaceInitializer* place_;
+  // Per top-level initializer written, in order: the tensor whose bytes were left out, or null.
+  std::vector<const ir::Tensor*>* streamed_;
   int depth_ = 0;
 };
 
@@ -244,7 +262,7 @@ size_t tensorBytes(const Graph& g) {
 }
 
 void buildProto(const ir::Model& m, onnx::ModelProto& mp, ExternalDataWriter* ext, size_t threshold,
-                const PlaceInitializer* place = nullptr) {
+                const PlaceInitializer* place = nullptr, std::vector<const ir::Tensor*>* streamed = nullptr) {
   mp.set_ir_version(m.ir_version);
   for (const auto& o : m.opsets) {
     auto* op = mp.add_opset_import();
@@ -263,7 +281,38 @@ void buildProto(const ir::Model& m, onnx::ModelProto& mp, ExternalDataWriter* ex
   }
   for (const auto& f : m.functions_opaque) mp.add_functions()->ParseFromString(f);
   for (const auto& t : m.training_info_opaque) mp.add_training_info()->ParseFromString(t);
-  GraphWriter(ext, threshold, place).write(*m.graph, *mp.mutable_graph());
+  GraphWriter(ext, threshold, place, streamed).write(*m.graph, *mp.mutable_graph());
+}
+
+// The serialized graph with each streamed initializer's raw_data (field 9 of TensorProto) spliced
+// back in from its tensor; the graph's initializers are its field 5.
+wire::Pieces spliceGraph(const std::string& graph, const std::vector<const ir::Tensor*>& streamed) {
+  constexpr uint32_t kGraphInitializer = 5, kTensorRawData = 9;
+  wire::Pieces out;
+  std::string pending;  // consecutive fields copied as they are, written as one piece
+  size_t k = 0;
+  for (const wire::Field& f : wire::fields(graph)) {
+    const ir::Tensor* t = nullptr;
+    if (f.number == kGraphInitializer) {
+      if (k >= streamed.size()) throwInternal("writer: more initializers in the graph than were written");
+      t = streamed[k++];
+    }
+    if (!t) {
+      pending.append(graph, f.begin, f.end - f.begin);
+      continue;
+    }
+    wire::Pieces raw;
+    raw.borrow(t->data(), t->nbytes());
+    wire::Pieces tensor = wire::insertField(graph.substr(f.payload, f.end - f.payload), kTensorRawData, std::move(raw));
+    wire::appendVarint(pending, wire::lengthTag(kGraphInitializer));
+    wire::appendVarint(pending, tensor.size());
+    out.own(std::move(pending));
+    pending.clear();
+    out.append(std::move(tensor));
+  }
+  if (k != streamed.size()) throwInternal("writer: fewer initializers in the graph than were written");
+  out.own(std::move(pending));
+  return out;
 }
 
 std::string baseName(const std::string& path) {
@@ -299,16 +348,24 @@ void saveModel(const ir::Model& model, const std::string& path, const SaveOption
     data_file = std::make_unique<AtomicFile>(path + ".data");
     ExternalDataWriter ext(data_file.get(), location);
     buildProto(model, mp, &ext, opts.external_threshold_bytes);
-  } else {
-    buildProto(model, mp, nullptr, 0);
   }
+  // Inline weights are streamed: the ModelProto holds everything but the large initializers' bytes
+  // (so protobuf never copies them), and the file gets exactly the bytes protobuf would write.
+  std::vector<const ir::Tensor*> streamed;
+  if (!external) buildProto(model, mp, nullptr, 0, nullptr, &streamed);
   if (mp.ByteSizeLong() > static_cast<size_t>(INT_MAX))
     throwOutput(path + ": the model is over 2 GiB even without its weights; cannot be written as ONNX");
   AtomicFile out(path);
-  {
+  if (external) {
     google::protobuf::io::FileOutputStream stream(out.fd());
     if (!mp.SerializeToZeroCopyStream(&stream) || !stream.Flush())
       throwOutput(path + ": write failed: " + std::strerror(stream.GetErrno()));
+  } else {
+    constexpr uint32_t kModelGraph = 7;
+    wire::Pieces graph = spliceGraph(mp.graph().SerializeAsString(), streamed);
+    mp.clear_graph();
+    const wire::Pieces file = wire::insertField(mp.SerializeAsString(), kModelGraph, std::move(graph));
+    file.writeTo([&](const char* data, size_t n) { out.write(data, n); });
   }
   // Both files are complete (and synced) before either is renamed. The data file goes first, so a
   // model file never points at a data file that is not there yet. An existing model at `path` may
