@@ -162,8 +162,10 @@ void addAttribution(const std::map<std::string, ir::Tensor>& ref, const std::map
 
 class Evaluator {
  public:
-  Evaluator(EvalResult& r, const std::vector<std::string>& outputs, const std::vector<int64_t>* labels)
-      : r_(r), labels_(labels) {
+  // per_position: a float [N, T, C] output counts as a classifier of its N·T positions (a sequence
+  // recognizer such as PP-OCR rec); off for language models, whose logits are measured as such.
+  Evaluator(EvalResult& r, const std::vector<std::string>& outputs, const std::vector<int64_t>* labels, bool per_position)
+      : r_(r), labels_(labels), per_position_(per_position) {
     for (const std::string& n : outputs) {
       OutputEval e;
       e.name = n;
@@ -185,10 +187,15 @@ class Evaluator {
         e.dtype = ir::dtypeName(a.dtype());
         e.shape = a.shape();
         e.classifier = a.dtype() == ir::DType::kFloat32 && a.rank() == 2 && a.shape()[0] == rows && a.shape()[1] >= 2;
+        e.per_position = per_position_ && a.dtype() == ir::DType::kFloat32 && a.rank() == 3 && a.shape()[0] == rows && a.shape()[2] >= 2;
+        e.classifier = e.classifier || e.per_position;
       }
       const FloatView fa(a), fb(b);
       e.error.add(fa.p, fb.p, static_cast<size_t>(a.numel()));
-      if (e.classifier) {
+      if (e.per_position) {
+        if (a.rank() != 3 || a.shape()[0] != rows) throwInput("output '" + e.name + "': per-position classifier output changed shape to " + ir::shapeToString(a.shape()));
+        e.classes.add(fa.p, fb.p, rows * a.shape()[1], a.shape()[2], nullptr);
+      } else if (e.classifier) {
         if (a.rank() != 2 || a.shape()[0] != rows) throwInput("output '" + e.name + "': classifier output changed shape to " + ir::shapeToString(a.shape()));
         e.classes.add(fa.p, fb.p, rows, a.shape()[1], labels_ ? labels_->data() + first_sample : nullptr);
       }
@@ -198,6 +205,7 @@ class Evaluator {
  private:
   EvalResult& r_;
   const std::vector<int64_t>* labels_;
+  bool per_position_ = false;
 };
 
 void progress(const EvalResult& r, int64_t batch, int64_t batches, std::chrono::steady_clock::time_point t0) {
@@ -234,7 +242,7 @@ void evalTokens(const EvalOptions& o, runtime::Session& ref, runtime::Session& c
 
   std::vector<std::string> outs = ref.outputNames();
   const std::vector<std::string> requested = requestedOutputs(ref, r);
-  Evaluator ev(r, outs, nullptr);
+  Evaluator ev(r, outs, nullptr, false);
   const int64_t batches = (windows + o.batch - 1) / o.batch;
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t bi = 0; bi < batches; ++bi) {
@@ -309,7 +317,7 @@ void evalData(const EvalOptions& o, const ir::Model& ref_model, runtime::Session
       throwInput(o.labels + ": " + std::to_string(labels.size()) + " labels for " + std::to_string(set.samples()) + " samples");
   }
   const std::vector<std::string> requested = requestedOutputs(ref, r);
-  Evaluator ev(r, ref.outputNames(), o.labels.empty() ? nullptr : &labels);
+  Evaluator ev(r, ref.outputNames(), o.labels.empty() ? nullptr : &labels, true);
   const int64_t batches = set.numBatches();
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t bi = 0; bi < batches; ++bi) {
@@ -382,8 +390,8 @@ std::string EvalResult::table() const {
   for (const OutputEval& e : outputs) {
     if (!e.classifier) continue;
     const eval::ClassStats& c = e.classes;
-    std::snprintf(line, sizeof line, "\nclassifier %s (%lld samples): top-1 agreement %.4f (%lld), top-5 agreement %.4f (%lld)\n",
-                  e.name.c_str(), static_cast<long long>(c.samples), c.top1Agreement(), static_cast<long long>(c.top1_agree),
+    std::snprintf(line, sizeof line, "\nclassifier %s (%lld %s): top-1 agreement %.4f (%lld), top-5 agreement %.4f (%lld)\n",
+                  e.name.c_str(), static_cast<long long>(c.samples), e.per_position ? "positions" : "samples", c.top1Agreement(), static_cast<long long>(c.top1_agree),
                   c.top5Agreement(), static_cast<long long>(c.top5_agree));
     s += line;
     if (c.labelled) {
@@ -443,6 +451,7 @@ std::string EvalResult::toJson() const {
     if (e.classifier) {
       json c;
       c["samples"] = e.classes.samples;
+      c["per_position"] = e.per_position;
       c["top1_agreement"] = e.classes.top1Agreement();
       c["top5_agreement"] = e.classes.top5Agreement();
       if (e.classes.labelled) {

@@ -47,7 +47,8 @@ struct OutputEval {
   std::string dtype;
   std::vector<int64_t> shape;  // of the first batch
   eval::ErrorStats error;
-  bool classifier = false;     // float [N, C]
+  bool classifier = false;     // float [N, C], or per_position
+  bool per_position = false;   // float [N, T, C] with --data: a classifier of each of the N·T positions
   eval::ClassStats classes;
 };
 
