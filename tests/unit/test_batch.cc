@@ -312,3 +312,12 @@ TEST_CASE("batch forwards SIGTERM to its running children and waits for them", "
   const std::string pid = log.substr(pos + 13, log.find(')', pos) - pos - 13);
   CHECK(runCommand("kill -0 " + pid).exit_code != 0);
 }
+
+TEST_CASE("the zoo manifest of scripts/eval-zoo.sh is a valid batch manifest", "[batch]") {
+  const std::string dir = tempDir("batch_zoo_manifest");
+  const auto r = runCommand("'" + toolPath() + "' batch '" + std::string(PTQ_SOURCE_DIR) + "/scripts/zoo/manifest.json' --out-dir '" + dir +
+                            "/out' --dry-run");
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK(dryRunNames(r.output).size() == 20);
+}
