@@ -135,6 +135,17 @@ void findAttributionLayers(const ir::Graph& cand, const ir::Graph& ref, EvalResu
       continue;
     }
     LayerAttribution a;
+    // The weight to isolate: a DequantizeLinear of constants into this node, matched to the reference
+    // node of the same name's constant input at the same index.
+    const ir::Node* rn = nullptr;
+    for (const ir::Node* m : ref.nodes())
+      if (!n->name.empty() && m->name == n->name && m->opType() == n->opType()) rn = m;
+    for (size_t i = 0; i < n->numInputs() && rn; ++i)
+      if (isWeightDequant(n->input(i)) && rn->input(i) && rn->input(i)->isConstant()) {
+        a.cand_weight = n->input(i)->name();
+        a.ref_weight = rn->input(i)->name();
+        break;
+      }
     a.node = nodeLabel(*n);
     a.op_type = n->domain().empty() ? op : n->domain() + "." + op;
     a.value = v->name();
@@ -343,12 +354,65 @@ std::string fmt(const char* f, double v) {
   return buf;
 }
 
+void isolateLayers(const EvalOptions& o, const ir::Model& ref_model, runtime::Session& ref, runtime::Session& cand, EvalResult& r) {
+  runtime::SessionOptions so;
+  so.threads = o.threads;
+  std::unique_ptr<runtime::Session> iso;
+  EvalOptions oi = o;
+  oi.attribution = false;
+  oi.isolate = 0;
+  for (size_t k = 0; k < r.layers.size() && static_cast<int64_t>(k) < o.isolate; ++k) {
+    LayerAttribution& a = r.layers[k];
+    if (a.ref_weight.empty()) {
+      a.isolated.note = "not isolated: its weight is not a DequantizeLinear of constants matched to a reference weight";
+      continue;
+    }
+    const ir::Value* rw = ref_model.graph->findValue(a.ref_weight);
+    ir::Tensor q = cand.run({}, {a.cand_weight}).at(a.cand_weight);
+    if (!rw || q.dtype() != rw->initializer.dtype() || q.shape() != rw->initializer.shape()) {
+      a.isolated.note = "not isolated: the dequantized weight's type or shape differs from the reference's";
+      continue;
+    }
+    if (!iso) iso = std::make_unique<runtime::Session>(ref_model, so);
+    spdlog::info("eval: only {} quantized ({}/{})", a.node, k + 1, std::min<size_t>(r.layers.size(), static_cast<size_t>(o.isolate)));
+    iso->setConstant(a.ref_weight, std::move(q));
+    EvalResult ri;
+    if (!o.tokens.empty()) evalTokens(oi, ref, *iso, ri);
+    else evalData(oi, ref_model, ref, *iso, ri);
+    iso->setConstant(a.ref_weight, rw->initializer);
+    IsolatedLayer& x = a.isolated;
+    x.done = true;
+    x.sqnr_db = eval::kMaxSqnrDb;
+    x.cosine = 1;
+    for (const OutputEval& e : ri.outputs) {
+      if (e.error.count == 0) continue;
+      x.sqnr_db = std::min(x.sqnr_db, e.error.sqnr());
+      x.cosine = std::min(x.cosine, e.error.cosineSimilarity());
+    }
+    if (ri.language_model) {
+      const double n = static_cast<double>(std::max<int64_t>(1, ri.ref_ppl.count));
+      x.perplexity = ri.cand_ppl.perplexity();
+      x.agreement = static_cast<double>(ri.lm_top1_agree) / n;
+      x.accuracy = static_cast<double>(ri.lm_cand_correct) / n;
+    } else {
+      for (const OutputEval& e : ri.outputs)
+        if (e.classifier) {
+          x.agreement = e.classes.top1Agreement();
+          x.accuracy = e.classes.labelled ? e.classes.candAccuracy() : 0;
+          break;
+        }
+    }
+  }
+}
+
 }  // namespace
 
 EvalResult runEval(const EvalOptions& o) {
   if (o.tokens.empty() == o.data.empty()) throwUsage("eval needs exactly one of --tokens FILE.i64 or --data NAME=FILE");
   if (!o.tokens.empty() && !o.labels.empty()) throwUsage("--labels goes with --data, not --tokens");
   if (o.batch <= 0) throwUsage("--batch must be positive");
+  if (o.isolate < 0) throwUsage("--isolate must be positive");
+  if (o.isolate > 0 && !o.attribution) throwUsage("--isolate K needs --attribution");
   if (o.windows < 0) throwUsage("--windows must be positive");
   const auto t0 = std::chrono::steady_clock::now();
   const ir::Model ref_model = loadRunnableModel(o.ref_path);
@@ -367,6 +431,7 @@ EvalResult runEval(const EvalOptions& o) {
   else evalData(o, ref_model, ref, cand, r);
   std::stable_sort(r.layers.begin(), r.layers.end(),
                    [](const LayerAttribution& a, const LayerAttribution& b) { return a.error.sqnr() < b.error.sqnr(); });
+  if (o.attribution && o.isolate > 0) isolateLayers(o, ref_model, ref, cand, r);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!o.report_path.empty()) writeFileAtomically(o.report_path, r.toJson() + "\n");
   if (!o.report_html.empty()) writeFileAtomically(o.report_html, renderEvalHtml(nlohmann::json::parse(r.toJson())));
@@ -410,6 +475,24 @@ std::string EvalResult::table() const {
       std::snprintf(line, sizeof line, "%-44s %-26s %10.2f %14.9f %12.4g\n", a.node.c_str(), a.op_type.c_str(), a.error.sqnr(),
                     a.error.cosineSimilarity(), a.error.meanAbs());
       s += line;
+    }
+    bool any = false;
+    for (const LayerAttribution& a : layers) any = any || a.isolated.done || !a.isolated.note.empty();
+    if (any) {
+      s += "\nonly this layer quantized (the worst layers, each alone):\n";
+      std::snprintf(line, sizeof line, "%-44s %12s %14s %12s %12s\n", "layer", "out SQNR dB", language_model ? "perplexity" : "accuracy",
+                    "agreement", language_model ? "ppl change" : "");
+      s += line;
+      for (const LayerAttribution& a : layers) {
+        if (a.isolated.done) {
+          const IsolatedLayer& x = a.isolated;
+          std::snprintf(line, sizeof line, "%-44s %12.2f %14.4f %12.4f %11s\n", a.node.c_str(), x.sqnr_db, language_model ? x.perplexity : x.accuracy,
+                        x.agreement, language_model ? fmt("%+.3f%%", 100.0 * (x.perplexity / ref_ppl.perplexity() - 1.0)).c_str() : "");
+          s += line;
+        } else if (!a.isolated.note.empty()) {
+          s += a.node + ": " + a.isolated.note + "\n";
+        }
+      }
     }
   }
   if (language_model) {
@@ -465,10 +548,16 @@ std::string EvalResult::toJson() const {
   }
   if (attribution) {
     j["attribution"] = json::array();
-    for (const LayerAttribution& a : layers)
+    for (const LayerAttribution& a : layers) {
       j["attribution"].push_back({{"node", a.node}, {"op_type", a.op_type}, {"value", a.value}, {"sqnr_db", a.error.sqnr()},
                                   {"cosine", a.error.cosineSimilarity()}, {"mean_abs", a.error.meanAbs()}, {"max_abs", a.error.max_abs},
                                   {"elements", a.error.count}});
+      if (a.isolated.done)
+        j["attribution"].back()["isolated"] = json{{"sqnr_db", a.isolated.sqnr_db}, {"cosine", a.isolated.cosine}, {"perplexity", a.isolated.perplexity},
+                                               {"agreement", a.isolated.agreement}, {"accuracy", a.isolated.accuracy}};
+      else if (!a.isolated.note.empty())
+        j["attribution"].back()["isolated"] = json{{"note", a.isolated.note}};
+    }
     j["attribution_unmatched"] = unmatched;
   }
   if (language_model) {
