@@ -131,6 +131,8 @@ int main(int argc, char** argv) {
   eval->add_option("--batch", ev.batch, "Batch size (default 8)")->check(CLI::PositiveNumber);
   eval->add_option("--report", ev.report_path, "Write the figures as JSON");
   eval->add_option("--report-html", ev.report_html, "Write the figures as one self-contained HTML page");
+  eval->add_option("--isolate", ev.isolate, "With --attribution: evaluate the K worst layers again, each with only that layer quantized")
+      ->check(CLI::PositiveNumber);
   eval->add_flag("--attribution", ev.attribution, "Per-layer error attribution: SQNR of each quantized layer's output against the reference's, worst first");
   eval->add_option("-j,--threads", ev.threads, "Worker threads (0 = all cores)")->check(CLI::Range(0, 4096));
 

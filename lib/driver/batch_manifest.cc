@@ -23,7 +23,7 @@ namespace {
 
 using nlohmann::json;
 
-enum class Kind { kString, kStrings, kInt, kPositiveInt };
+enum class Kind { kString, kStrings, kInt, kPositiveInt, kBool };
 
 struct KeySpec {
   const char* key;
@@ -41,7 +41,8 @@ constexpr KeySpec kKeys[] = {
     {"eval_windows", Kind::kPositiveInt, false}, {"eval_data", Kind::kStrings, true},
     {"eval_data_shape", Kind::kString, false}, {"eval_samples", Kind::kPositiveInt, false},
     {"eval_labels", Kind::kString, true},    {"eval_batch", Kind::kPositiveInt, false},
-    {"max_drop", Kind::kStrings, false},     {"threads", Kind::kInt, false},
+    {"max_drop", Kind::kStrings, false},     {"eval_attribution", Kind::kBool, false},
+    {"threads", Kind::kInt, false},
     {"seed", Kind::kInt, false},
 };
 
@@ -94,7 +95,7 @@ json checkObject(const json& o, const std::string& where) {
     const KeySpec* k = findKey(it.key());
     if (!k) throwUsage(at + ": unknown key (keys: name, model, config, calib, calib_shape, calib_samples, calib_batch, format, "
                        "eval_tokens, eval_seq, eval_windows, eval_data, eval_data_shape, eval_samples, eval_labels, eval_batch, "
-                       "max_drop, threads, seed)");
+                       "eval_attribution, max_drop, threads, seed)");
     const json& v = it.value();
     switch (k->kind) {
       case Kind::kString:
@@ -112,6 +113,10 @@ json checkObject(const json& o, const std::string& where) {
         } else {
           throwUsage(at + ": must be a string or a list of strings");
         }
+        break;
+      case Kind::kBool:
+        if (!v.is_boolean()) throwUsage(at + ": must be true or false");
+        out[it.key()] = v;
         break;
       case Kind::kInt:
       case Kind::kPositiveInt:
@@ -165,6 +170,7 @@ void addArgs(std::vector<std::string>& args, const json& e) {
   str("eval_labels", "--eval-labels");
   str("eval_batch", "--eval-batch");
   list("max_drop", "--max-drop");
+  if (e.contains("eval_attribution") && e["eval_attribution"].get<bool>()) args.push_back("--eval-attribution");
   str("threads", "--threads");
   str("seed", "--seed");
 }
@@ -240,6 +246,8 @@ BatchManifest loadBatchManifest(const std::string& path) {
         parseAccuracyGate(e["max_drop"][k].get<std::string>(), where + ".max_drop[" + std::to_string(k) + "]");
     if (e.contains("max_drop") && !e.contains("eval_tokens") && !e.contains("eval_data"))
       throwUsage(where + ".max_drop: needs eval_tokens or eval_data");
+    if (e.value("eval_attribution", false) && !e.contains("eval_tokens") && !e.contains("eval_data"))
+      throwUsage(where + ".eval_attribution: needs eval_tokens or eval_data");
     // Paths relative to the manifest.
     for (auto it = e.begin(); it != e.end(); ++it) {
       json& v = it.value();

@@ -135,6 +135,17 @@ void findAttributionLayers(const ir::Graph& cand, const ir::Graph& ref, EvalResu
       continue;
     }
     LayerAttribution a;
+    // The weight to isolate: a DequantizeLinear of constants into this node, matched to the reference
+    // node of the same name's constant input at the same index.
+    const ir::Node* rn = nullptr;
+    for (const ir::Node* m : ref.nodes())
+      if (!n->name.empty() && m->name == n->name && m->opType() == n->opType()) rn = m;
+    for (size_t i = 0; i < n->numInputs() && rn; ++i)
+      if (isWeightDequant(n->input(i)) && rn->input(i) && rn->input(i)->isConstant()) {
+        a.cand_weight = n->input(i)->name();
+        a.ref_weight = rn->input(i)->name();
+        break;
+      }
     a.node = nodeLabel(*n);
     a.op_type = n->domain().empty() ? op : n->domain() + "." + op;
     a.value = v->name();
@@ -162,8 +173,10 @@ void addAttribution(const std::map<std::string, ir::Tensor>& ref, const std::map
 
 class Evaluator {
  public:
-  Evaluator(EvalResult& r, const std::vector<std::string>& outputs, const std::vector<int64_t>* labels)
-      : r_(r), labels_(labels) {
+  // per_position: a float [N, T, C] output counts as a classifier of its N·T positions (a sequence
+  // recognizer such as PP-OCR rec); off for language models, whose logits are measured as such.
+  Evaluator(EvalResult& r, const std::vector<std::string>& outputs, const std::vector<int64_t>* labels, bool per_position)
+      : r_(r), labels_(labels), per_position_(per_position) {
     for (const std::string& n : outputs) {
       OutputEval e;
       e.name = n;
@@ -185,10 +198,15 @@ class Evaluator {
         e.dtype = ir::dtypeName(a.dtype());
         e.shape = a.shape();
         e.classifier = a.dtype() == ir::DType::kFloat32 && a.rank() == 2 && a.shape()[0] == rows && a.shape()[1] >= 2;
+        e.per_position = per_position_ && a.dtype() == ir::DType::kFloat32 && a.rank() == 3 && a.shape()[0] == rows && a.shape()[2] >= 2;
+        e.classifier = e.classifier || e.per_position;
       }
       const FloatView fa(a), fb(b);
       e.error.add(fa.p, fb.p, static_cast<size_t>(a.numel()));
-      if (e.classifier) {
+      if (e.per_position) {
+        if (a.rank() != 3 || a.shape()[0] != rows) throwInput("output '" + e.name + "': per-position classifier output changed shape to " + ir::shapeToString(a.shape()));
+        e.classes.add(fa.p, fb.p, rows * a.shape()[1], a.shape()[2], nullptr);
+      } else if (e.classifier) {
         if (a.rank() != 2 || a.shape()[0] != rows) throwInput("output '" + e.name + "': classifier output changed shape to " + ir::shapeToString(a.shape()));
         e.classes.add(fa.p, fb.p, rows, a.shape()[1], labels_ ? labels_->data() + first_sample : nullptr);
       }
@@ -198,6 +216,7 @@ class Evaluator {
  private:
   EvalResult& r_;
   const std::vector<int64_t>* labels_;
+  bool per_position_ = false;
 };
 
 void progress(const EvalResult& r, int64_t batch, int64_t batches, std::chrono::steady_clock::time_point t0) {
@@ -234,7 +253,7 @@ void evalTokens(const EvalOptions& o, runtime::Session& ref, runtime::Session& c
 
   std::vector<std::string> outs = ref.outputNames();
   const std::vector<std::string> requested = requestedOutputs(ref, r);
-  Evaluator ev(r, outs, nullptr);
+  Evaluator ev(r, outs, nullptr, false);
   const int64_t batches = (windows + o.batch - 1) / o.batch;
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t bi = 0; bi < batches; ++bi) {
@@ -309,7 +328,7 @@ void evalData(const EvalOptions& o, const ir::Model& ref_model, runtime::Session
       throwInput(o.labels + ": " + std::to_string(labels.size()) + " labels for " + std::to_string(set.samples()) + " samples");
   }
   const std::vector<std::string> requested = requestedOutputs(ref, r);
-  Evaluator ev(r, ref.outputNames(), o.labels.empty() ? nullptr : &labels);
+  Evaluator ev(r, ref.outputNames(), o.labels.empty() ? nullptr : &labels, true);
   const int64_t batches = set.numBatches();
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t bi = 0; bi < batches; ++bi) {
@@ -335,12 +354,65 @@ std::string fmt(const char* f, double v) {
   return buf;
 }
 
+void isolateLayers(const EvalOptions& o, const ir::Model& ref_model, runtime::Session& ref, runtime::Session& cand, EvalResult& r) {
+  runtime::SessionOptions so;
+  so.threads = o.threads;
+  std::unique_ptr<runtime::Session> iso;
+  EvalOptions oi = o;
+  oi.attribution = false;
+  oi.isolate = 0;
+  for (size_t k = 0; k < r.layers.size() && static_cast<int64_t>(k) < o.isolate; ++k) {
+    LayerAttribution& a = r.layers[k];
+    if (a.ref_weight.empty()) {
+      a.isolated.note = "not isolated: its weight is not a DequantizeLinear of constants matched to a reference weight";
+      continue;
+    }
+    const ir::Value* rw = ref_model.graph->findValue(a.ref_weight);
+    ir::Tensor q = cand.run({}, {a.cand_weight}).at(a.cand_weight);
+    if (!rw || q.dtype() != rw->initializer.dtype() || q.shape() != rw->initializer.shape()) {
+      a.isolated.note = "not isolated: the dequantized weight's type or shape differs from the reference's";
+      continue;
+    }
+    if (!iso) iso = std::make_unique<runtime::Session>(ref_model, so);
+    spdlog::info("eval: only {} quantized ({}/{})", a.node, k + 1, std::min<size_t>(r.layers.size(), static_cast<size_t>(o.isolate)));
+    iso->setConstant(a.ref_weight, std::move(q));
+    EvalResult ri;
+    if (!o.tokens.empty()) evalTokens(oi, ref, *iso, ri);
+    else evalData(oi, ref_model, ref, *iso, ri);
+    iso->setConstant(a.ref_weight, rw->initializer);
+    IsolatedLayer& x = a.isolated;
+    x.done = true;
+    x.sqnr_db = eval::kMaxSqnrDb;
+    x.cosine = 1;
+    for (const OutputEval& e : ri.outputs) {
+      if (e.error.count == 0) continue;
+      x.sqnr_db = std::min(x.sqnr_db, e.error.sqnr());
+      x.cosine = std::min(x.cosine, e.error.cosineSimilarity());
+    }
+    if (ri.language_model) {
+      const double n = static_cast<double>(std::max<int64_t>(1, ri.ref_ppl.count));
+      x.perplexity = ri.cand_ppl.perplexity();
+      x.agreement = static_cast<double>(ri.lm_top1_agree) / n;
+      x.accuracy = static_cast<double>(ri.lm_cand_correct) / n;
+    } else {
+      for (const OutputEval& e : ri.outputs)
+        if (e.classifier) {
+          x.agreement = e.classes.top1Agreement();
+          x.accuracy = e.classes.labelled ? e.classes.candAccuracy() : 0;
+          break;
+        }
+    }
+  }
+}
+
 }  // namespace
 
 EvalResult runEval(const EvalOptions& o) {
   if (o.tokens.empty() == o.data.empty()) throwUsage("eval needs exactly one of --tokens FILE.i64 or --data NAME=FILE");
   if (!o.tokens.empty() && !o.labels.empty()) throwUsage("--labels goes with --data, not --tokens");
   if (o.batch <= 0) throwUsage("--batch must be positive");
+  if (o.isolate < 0) throwUsage("--isolate must be positive");
+  if (o.isolate > 0 && !o.attribution) throwUsage("--isolate K needs --attribution");
   if (o.windows < 0) throwUsage("--windows must be positive");
   const auto t0 = std::chrono::steady_clock::now();
   const ir::Model ref_model = loadRunnableModel(o.ref_path);
@@ -359,6 +431,7 @@ EvalResult runEval(const EvalOptions& o) {
   else evalData(o, ref_model, ref, cand, r);
   std::stable_sort(r.layers.begin(), r.layers.end(),
                    [](const LayerAttribution& a, const LayerAttribution& b) { return a.error.sqnr() < b.error.sqnr(); });
+  if (o.attribution && o.isolate > 0) isolateLayers(o, ref_model, ref, cand, r);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!o.report_path.empty()) writeFileAtomically(o.report_path, r.toJson() + "\n");
   if (!o.report_html.empty()) writeFileAtomically(o.report_html, renderEvalHtml(nlohmann::json::parse(r.toJson())));
@@ -382,8 +455,8 @@ std::string EvalResult::table() const {
   for (const OutputEval& e : outputs) {
     if (!e.classifier) continue;
     const eval::ClassStats& c = e.classes;
-    std::snprintf(line, sizeof line, "\nclassifier %s (%lld samples): top-1 agreement %.4f (%lld), top-5 agreement %.4f (%lld)\n",
-                  e.name.c_str(), static_cast<long long>(c.samples), c.top1Agreement(), static_cast<long long>(c.top1_agree),
+    std::snprintf(line, sizeof line, "\nclassifier %s (%lld %s): top-1 agreement %.4f (%lld), top-5 agreement %.4f (%lld)\n",
+                  e.name.c_str(), static_cast<long long>(c.samples), e.per_position ? "positions" : "samples", c.top1Agreement(), static_cast<long long>(c.top1_agree),
                   c.top5Agreement(), static_cast<long long>(c.top5_agree));
     s += line;
     if (c.labelled) {
@@ -402,6 +475,24 @@ std::string EvalResult::table() const {
       std::snprintf(line, sizeof line, "%-44s %-26s %10.2f %14.9f %12.4g\n", a.node.c_str(), a.op_type.c_str(), a.error.sqnr(),
                     a.error.cosineSimilarity(), a.error.meanAbs());
       s += line;
+    }
+    bool any = false;
+    for (const LayerAttribution& a : layers) any = any || a.isolated.done || !a.isolated.note.empty();
+    if (any) {
+      s += "\nonly this layer quantized (the worst layers, each alone):\n";
+      std::snprintf(line, sizeof line, "%-44s %12s %14s %12s %12s\n", "layer", "out SQNR dB", language_model ? "perplexity" : "accuracy",
+                    "agreement", language_model ? "ppl change" : "");
+      s += line;
+      for (const LayerAttribution& a : layers) {
+        if (a.isolated.done) {
+          const IsolatedLayer& x = a.isolated;
+          std::snprintf(line, sizeof line, "%-44s %12.2f %14.4f %12.4f %11s\n", a.node.c_str(), x.sqnr_db, language_model ? x.perplexity : x.accuracy,
+                        x.agreement, language_model ? fmt("%+.3f%%", 100.0 * (x.perplexity / ref_ppl.perplexity() - 1.0)).c_str() : "");
+          s += line;
+        } else if (!a.isolated.note.empty()) {
+          s += a.node + ": " + a.isolated.note + "\n";
+        }
+      }
     }
   }
   if (language_model) {
@@ -443,6 +534,7 @@ std::string EvalResult::toJson() const {
     if (e.classifier) {
       json c;
       c["samples"] = e.classes.samples;
+      c["per_position"] = e.per_position;
       c["top1_agreement"] = e.classes.top1Agreement();
       c["top5_agreement"] = e.classes.top5Agreement();
       if (e.classes.labelled) {
@@ -456,10 +548,16 @@ std::string EvalResult::toJson() const {
   }
   if (attribution) {
     j["attribution"] = json::array();
-    for (const LayerAttribution& a : layers)
+    for (const LayerAttribution& a : layers) {
       j["attribution"].push_back({{"node", a.node}, {"op_type", a.op_type}, {"value", a.value}, {"sqnr_db", a.error.sqnr()},
                                   {"cosine", a.error.cosineSimilarity()}, {"mean_abs", a.error.meanAbs()}, {"max_abs", a.error.max_abs},
                                   {"elements", a.error.count}});
+      if (a.isolated.done)
+        j["attribution"].back()["isolated"] = json{{"sqnr_db", a.isolated.sqnr_db}, {"cosine", a.isolated.cosine}, {"perplexity", a.isolated.perplexity},
+                                               {"agreement", a.isolated.agreement}, {"accuracy", a.isolated.accuracy}};
+      else if (!a.isolated.note.empty())
+        j["attribution"].back()["isolated"] = json{{"note", a.isolated.note}};
+    }
     j["attribution_unmatched"] = unmatched;
   }
   if (language_model) {

@@ -33,6 +33,21 @@ struct EvalOptions {
   // reference's value of the same name (following Cast/Mul/Add/Q/DQ after the layer when the name
   // changed), batch by batch, worst SQNR first.
   bool attribution = false;
+  // With attribution: the K worst layers are evaluated once more each with only that layer quantized
+  // (the reference with that one weight replaced by the candidate's dequantized weight). Layers whose
+  // weight is not a DequantizeLinear of constants (MatMulNBits, integer kernels) are not isolated.
+  int64_t isolate = 0;
+};
+
+// The figures of a reference run with only one layer's weight quantized.
+struct IsolatedLayer {
+  bool done = false;
+  std::string note;          // why not, when not done
+  double sqnr_db = 0;        // worst graph output
+  double cosine = 0;         // worst graph output
+  double perplexity = 0;     // language model
+  double agreement = 0;      // next-token / first classifier top-1 agreement
+  double accuracy = 0;       // with labels (classifier) or next-token accuracy (LM)
 };
 
 struct LayerAttribution {
@@ -40,6 +55,8 @@ struct LayerAttribution {
   std::string op_type;   // the candidate's op
   std::string value;     // the value compared in both models
   eval::ErrorStats error;
+  std::string cand_weight, ref_weight;  // DequantizeLinear output in the candidate / the reference's constant
+  IsolatedLayer isolated;
 };
 
 struct OutputEval {
@@ -47,7 +64,8 @@ struct OutputEval {
   std::string dtype;
   std::vector<int64_t> shape;  // of the first batch
   eval::ErrorStats error;
-  bool classifier = false;     // float [N, C]
+  bool classifier = false;     // float [N, C], or per_position
+  bool per_position = false;   // float [N, T, C] with --data: a classifier of each of the N·T positions
   eval::ClassStats classes;
 };
 

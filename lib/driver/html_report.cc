@@ -150,6 +150,21 @@ std::string attributionSection(const json& ev) {
   std::string s = "<h2>Output-error attribution (per quantized layer, worst first)</h2>\n<p>SQNR of each layer's output in the candidate "
                   "against the reference's value of the same name (error accumulated up to that layer).</p>\n";
   s += barChart(bars, "output_sqnr", "data-layer", 80.0, "output SQNR, dB");
+  std::string iso;
+  for (const json& a : ev["attribution"]) {
+    if (!a.contains("isolated")) continue;
+    const json& x = a["isolated"];
+    if (x.contains("note")) {
+      iso += "<tr><td>" + esc(str(a, "node")) + "</td><td colspan=\"4\" class=\"muted\">" + esc(str(x, "note")) + "</td></tr>\n";
+      continue;
+    }
+    iso += "<tr><td>" + esc(str(a, "node")) + "</td><td class=\"n\">" + fmt("%.2f", num(x, "sqnr_db")) + "</td><td class=\"n\">" +
+           (num(x, "perplexity") > 0 ? fmt("%.4f", num(x, "perplexity")) : "–") + "</td><td class=\"n\">" + fmt("%.4f", num(x, "accuracy")) +
+           "</td><td class=\"n\">" + fmt("%.4f", num(x, "agreement")) + "</td></tr>\n";
+  }
+  if (!iso.empty())
+    s += "<h3>Only this layer quantized</h3>\n<table><tr><th>layer</th><th>output SQNR dB</th><th>perplexity</th><th>accuracy</th>"
+         "<th>agreement</th></tr>\n" + iso + "</table>\n";
   if (!ev.value("attribution_unmatched", json::array()).empty())
     s += "<p class=\"muted\">Not matched: " + esc(ev["attribution_unmatched"].dump()) + "</p>\n";
   return s;

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lib/driver/eval_job.h"
+#include "lib/util/error.h"
 #include "support/run_command.h"
 #include "support/test_paths.h"
 
@@ -89,4 +90,35 @@ TEST_CASE("eval attribution on the zoo's gpt-fortunes: MatMulNBits and dynamic M
                          << r.layers.back().node << " " << r.layers.back().error.sqnr() << " dB");
     for (const LayerAttribution& a : r.layers) CHECK(a.error.count > 0);
   }
+}
+
+TEST_CASE("eval --isolate K: the K worst layers each evaluated alone, within the all-layers figures", "[eval][attribution]") {
+  const std::string dir = tempDir("attribution_isolate");
+  const auto q = runCommand("'" + toolPath() + "' quantize '" + kDigits + "' -c w4a16 -o '" + dir + "/d.onnx' -q");
+  REQUIRE(q.exit_code == 0);
+  EvalOptions o;
+  o.ref_path = kDigits;
+  o.cand_path = dir + "/d.onnx";
+  o.data = {kDigitsX};
+  o.labels = kData + "/digits_test_y_256_i64.bin";
+  o.samples = 64;
+  o.attribution = true;
+  o.isolate = 3;
+  const EvalResult r = runEval(o);
+  REQUIRE(r.layers.size() == 7);
+  for (size_t i = 0; i < r.layers.size(); ++i) {
+    const LayerAttribution& a = r.layers[i];
+    INFO(a.node << ": " << a.isolated.note);
+    CHECK(a.isolated.done == (i < 3));
+    if (i >= 3) continue;
+    // One layer alone costs less than all of them: its output SQNR is at least the all-layers one.
+    CHECK(a.isolated.sqnr_db >= r.outputs[0].error.sqnr() - 0.5);
+    CHECK(a.isolated.sqnr_db < 200);
+    CHECK(a.isolated.agreement > 0.9);
+  }
+  CHECK_THAT(r.table(), Catch::Contains("only this layer quantized"));
+  CHECK(nlohmann::json::parse(r.toJson())["attribution"][0]["isolated"]["sqnr_db"].is_number());
+  // --isolate without --attribution is a usage error.
+  o.attribution = false;
+  CHECK_THROWS_AS(runEval(o), ptq::Error);
 }

@@ -82,6 +82,7 @@ TEST_CASE("batch manifest errors are exit 1 naming models[i].key", "[batch]") {
       {{{"models", json::array()}, {"defaults", {{"thread", 2}}}}, "defaults.thread: unknown key"},
       {{{"model", json::array()}}, "model: unknown key"},
       {{{"models", {{{"model", "digits_cnn.onnx"}, {"config", "w8a16"}, {"max_drop", {"top1:-1"}}}}}}, "models[0].max_drop: needs eval_tokens or eval_data"},
+      {{{"models", {{{"model", "digits_cnn.onnx"}, {"config", "w8a16"}, {"eval_data", "x=a.bin"}, {"eval_attribution", 1}}}}}, "models[0].eval_attribution: must be true or false"},
   };
   for (size_t i = 0; i < cases.size(); ++i) {
     const std::string dir = setup("batch_errors", cases[i].manifest);
@@ -104,6 +105,7 @@ TEST_CASE("batch with a truncated model finishes the others, reports each and ex
                         {{"name", "broken"}, {"model", "broken.onnx"}, {"config", "w8a16"}},
                         {{"name", "packed"}, {"model", "digits_cnn.onnx"}, {"config", "w8a16"}, {"format", "packed"}}}}};
   m["models"][0]["max_drop"] = {"top1:-2", "agree:>=0.95"};
+  m["models"][0]["eval_attribution"] = true;
   m["models"][1]["max_drop"] = {"sqnr:>=60"};
   const std::string dir = setup("batch_broken", m);
   // A truncated copy: the first 20 kB of the model.
@@ -118,6 +120,7 @@ TEST_CASE("batch with a truncated model finishes the others, reports each and ex
   CHECK(rec["ok8"]["status"] == "ok");
   CHECK(rec["ok8"]["exit_code"] == 0);
   CHECK(rec["ok8"]["gates"].size() == 2);
+  CHECK(json::parse(readAll(dir + "/out/ok8/report.json"))["evaluation"]["attribution"].size() == 7);
   CHECK(rec["ok8"]["metrics"]["accuracy_reference"].get<double>() > 0.9);
   CHECK(rec["ok8"]["ratio"].get<double>() > 2.5);
   CHECK(rec["ok8"]["bytes_before"].get<int64_t>() == static_cast<int64_t>(bytes.size()));
@@ -308,4 +311,13 @@ TEST_CASE("batch forwards SIGTERM to its running children and waits for them", "
   REQUIRE(pos != std::string::npos);
   const std::string pid = log.substr(pos + 13, log.find(')', pos) - pos - 13);
   CHECK(runCommand("kill -0 " + pid).exit_code != 0);
+}
+
+TEST_CASE("the zoo manifest of scripts/eval-zoo.sh is a valid batch manifest", "[batch]") {
+  const std::string dir = tempDir("batch_zoo_manifest");
+  const auto r = runCommand("'" + toolPath() + "' batch '" + std::string(PTQ_SOURCE_DIR) + "/scripts/zoo/manifest.json' --out-dir '" + dir +
+                            "/out' --dry-run");
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK(dryRunNames(r.output).size() == 20);
 }

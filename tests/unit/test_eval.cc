@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "formats/onnx/onnx_io.h"
 #include "lib/driver/eval_job.h"
 #include "lib/driver/eval_metrics.h"
 #include "lib/util/error.h"
@@ -220,4 +221,43 @@ TEST_CASE("eval on the zoo's language models: fp32 perplexity and w8a16 delta", 
     CHECK(std::fabs(cand / ref - 1) < 0.005);
     if (o.cand_path == model) CHECK(r.outputs[0].error.sqnr() == kMaxSqnrDb);
   }
+}
+
+TEST_CASE("eval with --data: a float N x T x C output is a per-position classifier (top-1 agreement over the N x T positions)", "[eval]") {
+  const std::string dir = tempDir("eval_per_position");
+  // Reference y = x, candidate y = x * [1, 1, 0.5]: a position disagrees exactly where class 2 is the
+  // largest and halving it loses the lead.
+  const std::string head = "<ir_version: 8, opset_import: [\"\" : 17]> g (float[N, 4, 3] x) => (float[N, 4, 3] y) ";
+  ptq::onnx_io::saveModel(ptq::onnx_io::parseModelText(head + "{ y = Identity(x) }"), dir + "/ref.onnx");
+  ptq::onnx_io::saveModel(ptq::onnx_io::parseModelText(head + "{ w = Constant <value = float[3] {1, 1, 0.5}> () \n y = Mul(x, w) }"),
+                          dir + "/cand.onnx");
+  std::vector<float> x(6 * 4 * 3);
+  int64_t agree = 0;
+  for (size_t p = 0; p < 24; ++p) {
+    const float a = static_cast<float>((p * 7) % 5), b = static_cast<float>((p * 3) % 4), c = static_cast<float>((p * 5) % 7);
+    x[p * 3] = a;
+    x[p * 3 + 1] = b;
+    x[p * 3 + 2] = c;
+    const int ref = argmax(&x[p * 3], 3);
+    const float half[] = {a, b, c * 0.5f};
+    agree += ref == argmax(half, 3);
+  }
+  {
+    std::ofstream f(dir + "/x.bin", std::ios::binary);
+    f.write(reinterpret_cast<const char*>(x.data()), static_cast<std::streamsize>(x.size() * 4));
+  }
+  EvalOptions o;
+  o.ref_path = dir + "/ref.onnx";
+  o.cand_path = dir + "/cand.onnx";
+  o.data = {"x=" + dir + "/x.bin"};
+  o.data_shape = "6x4x3";
+  o.batch = 4;
+  const EvalResult r = runEval(o);
+  REQUIRE(r.outputs.size() == 1);
+  CHECK(r.outputs[0].per_position);
+  CHECK(r.outputs[0].classifier);
+  CHECK(r.outputs[0].classes.samples == 24);
+  CHECK(r.outputs[0].classes.top1_agree == agree);
+  CHECK(agree < 24);
+  CHECK_THAT(r.table(), Catch::Contains("(24 positions)"));
 }

@@ -97,13 +97,14 @@ TEST_CASE("quantize and eval --report-html: self-contained, one weight-SQNR bar 
   CHECK_THAT(html, Catch::Contains("sqnr:&gt;=60"));
   CHECK_THAT(html, Catch::Contains("accuracy (64 labels)"));
 
-  const auto e = runCommand("'" + toolPath() + "' eval '" + kDigits + "' '" + dir + "/d.onnx' --data '" + kDigitsX + "' --samples 32 --attribution --report-html '" +
+  const auto e = runCommand("'" + toolPath() + "' eval '" + kDigits + "' '" + dir + "/d.onnx' --data '" + kDigitsX + "' --samples 32 --attribution --isolate 2 --report-html '" +
                             dir + "/e.html' -q");
   INFO(e.output);
   REQUIRE(e.exit_code == 0);
   const std::string eh = readAll(dir + "/e.html");
   checkSelfContained(eh);
   CHECK(count(eh, "data-kind=\"output_sqnr\"") == quantized);
+  CHECK_THAT(eh, Catch::Contains("Only this layer quantized"));
   // An unwritable page is exit 4 before any work.
   CHECK(runCommand("'" + toolPath() + "' quantize '" + kDigits + "' -c w8a16 -o '" + dir + "/x.onnx' --report-html '" + dir + "/no/such/r.html'").exit_code == 4);
   CHECK_FALSE(fileExists(dir + "/x.onnx"));
