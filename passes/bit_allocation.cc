@@ -234,6 +234,15 @@ class BitAllocationPass final : public pipeline::Pass {
     if (need_macs) measureMacs(session, ctx, work);
     IlpProblem p;
     std::vector<std::vector<Choice>> choices(work.size());
+    std::vector<std::vector<double>> true_cost(work.size());
+    double largest = 0;
+    for (const LayerWork& w : work) {
+      for (const auto& [b, c] : w.wcost) largest = std::max(largest, c);
+      for (const auto& [b, c] : w.acost) largest = std::max(largest, c);
+    }
+    // Choices whose sensitivities differ by less than a millionth of the largest one go to the narrower
+    // (e.g. 16-bit activations, measured at ~1e-8, rather than float at 0, which ONNX Runtime runs slower).
+    const double tie_break = (largest > 0 ? largest : 1.0) * 1e-6 / 64.0;
     for (size_t i = 0; i < work.size(); ++i) {
       IlpLayer il;
       il.name = work[i].layer->label();
@@ -241,7 +250,9 @@ class BitAllocationPass final : public pipeline::Pass {
         for (int ab : work[i].abits) {
           choices[i].push_back({wb, ab});
           il.keys.push_back(Choice{wb, ab}.key());
-          il.cost.push_back(work[i].wcost[wb] + (ab ? work[i].acost[ab] : 0.0));
+          const double c = work[i].wcost[wb] + (ab ? work[i].acost[ab] : 0.0);
+          true_cost[i].push_back(c);
+          il.cost.push_back(c + tie_break * (wb + ab));
         }
       p.layers.push_back(std::move(il));
     }
@@ -277,6 +288,8 @@ class BitAllocationPass final : public pipeline::Pass {
     }
     const auto t1 = std::chrono::steady_clock::now();
     IlpSolution s = solveBitIlp(p);
+    s.objective = 0;
+    for (size_t i = 0; i < work.size(); ++i) s.objective += true_cost[i][static_cast<size_t>(s.choice[i])];
     const double solve_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
 
     // The plan.
@@ -284,7 +297,7 @@ class BitAllocationPass final : public pipeline::Pass {
     for (size_t i = 0; i < work.size(); ++i) {
       const Choice c = choices[i][static_cast<size_t>(s.choice[i])];
       LayerPlan& l = *work[i].layer;
-      const std::string why = "sensitivity " + fmtG(p.layers[i].cost[static_cast<size_t>(s.choice[i])]) + ", " +
+      const std::string why = "sensitivity " + fmtG(true_cost[i][static_cast<size_t>(s.choice[i])]) + ", " +
                               std::to_string(work[i].wbytes[c.w]) + " bytes";
       if (c.w == kFloatBits) {
         ctx.plan.skip(l, "bit-allocation: kept float (" + why + ")", name());

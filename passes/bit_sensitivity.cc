@@ -59,7 +59,7 @@ std::map<pipeline::LayerPlan*, std::string> collectHessians(runtime::Session& se
   for (pipeline::LayerPlan* l : layers) {
     std::string why;
     std::optional<InputUnfold> u;
-    if (l->node->graph() != l->graph || l->scope.size()) why = "inside a subgraph (" + l->scope + ")";
+    if (!l->scope.empty()) why = "inside a subgraph (" + l->scope + ")";
     else if (!(u = inputUnfold(*l->node, *l, &why))) {
     } else if (l->node->input(0)->isConstant()) why = "its input is a constant";
     else if (session.valueType(l->node->input(0)->name()) != ir::DType::kFloat32) why = "its input is not float32";

@@ -64,7 +64,7 @@ for m in $MODELS; do
 import json, sys, collections
 r = json.load(open(sys.argv[1]))
 c = collections.Counter(l['bits'] for l in r['layers'] if 'bits' in l)
-print('    bits per layer:', dict(sorted(c.items())), ' '.join('%s=%d' % (l['node'].split('/')[-2] if l['node'].count('/') > 1 else l['node'], l['bits']) for l in r['layers'] if l.get('bits', 3) != 3))
+print('    bits per layer:', dict(sorted(c.items())), ' '.join('%s=%d' % (l['node'], l['bits']) for l in r['layers'] if l.get('bits', 3) != 3))
 " "$WORK/$m.$name.report.json"
       fi
     done

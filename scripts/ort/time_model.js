@@ -19,7 +19,8 @@ const USAGE = `usage: node time_model.js MODEL.onnx [MODEL2.onnx ...] [options]
                     (default: tokens i % 100)
   --seq N           token window length (default 128)
   --batch N         batch (default 1)
-  --data FILE       float model input: a zoo file NAME_NxCxHxW_f32.bin (first --batch rows)
+  --data FILE       float model input: a zoo file NAME_NxCxHxW_f32.bin (first --batch rows; symbolic
+                    non-batch dims of the model's input take the file name's)
                     (default: zeros of the model's shape with --batch as the first dim)
   --config KEY=VAL  session config entry (repeatable)
 
@@ -117,7 +118,12 @@ function makeFeeds(ort, sess, opt, batch, seq) {
       } else for (let i = 0; i < n; i++) data[i] = BigInt(i % 100);
       feeds[name] = new ort.Tensor('int64', data, shape); shapes[name] = shape;
     } else if (type === 'float32') {
-      const shape = mshape.map((d, i) => (i === 0 ? batch : typeof d === 'number' && d > 0 ? d : fail(1, `input ${name}: symbolic dim ${i}`)));
+      // Symbolic dims other than the batch come from the --data file's name (NAME_NxCxHxW_f32.bin), e.g. a text
+      // recognizer's line width.
+      const named = opt.data && /_(\d+(?:x\d+)+)_f32\.bin$/.exec(opt.data);
+      const fileDims = named ? named[1].split('x').map(Number) : [];
+      const shape = mshape.map((d, i) => (i === 0 ? batch : typeof d === 'number' && d > 0 ? d
+        : fileDims.length === mshape.length ? fileDims[i] : fail(1, `input ${name}: symbolic dim ${i} (name the --data file NAME_NxCxHxW_f32.bin)`)));
       const n = shape.reduce((a, b) => a * b, 1), data = new Float32Array(n);
       if (opt.data) {
         const buf = fs.readFileSync(opt.data);

@@ -208,3 +208,29 @@ TEST_CASE("bit-allocation: 16-bit activations are written as uint16 QDQ and run 
   INFO(a.dump());
   CHECK(a["agreement"].get<double>() >= 0.99);
 }
+
+TEST_CASE("bit-allocation: a BOPs budget counts MACs x weight bits x activation bits", "[bit_allocation][cli]") {
+  const std::string dir = tempDir("bitalloc_bops");
+  const std::string out = dir + "/m.onnx", report = dir + "/r.json";
+  // Weight-only: activations count as 32 bits. All at 8 bits would be 8 * 32 * MACs; at most 4 * 32 * MACs here.
+  auto r = quantize(writeConfig(dir, "c.json", weightOnly(R"({"bops": 1})")), out, "-q");
+  CHECK(r.exit_code == 1);
+  CHECK(r.output.find("budget bops 1 cannot be met: the smallest feasible is bops ") != std::string::npos);
+  const std::string msg = r.output.substr(r.output.find("the smallest feasible is bops ") + 30);
+  const double least = std::stod(msg);  // every layer at 2 bits: 2 * 32 * MACs per sample
+  REQUIRE(least > 0);
+  r = quantize(writeConfig(dir, "d.json", weightOnly("{\"bops\": " + std::to_string(2 * least) + "}")), out,
+               "-q --report '" + report + "'");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  const json rep = readJson(report);
+  const json& pass = allocationPass(rep);
+  CHECK(pass["figures"]["used_weight_bops"].get<double>() <= 2 * least);
+  CHECK(pass["figures"]["used_weight_bops"].get<double>() >= least);
+  double wbits = 0, n = 0;
+  for (const auto& l : rep["layers"]) {
+    wbits += l["bits"].get<double>();
+    n += 1;
+  }
+  CHECK(wbits / n > 2);  // some layer above the minimum
+}
