@@ -30,19 +30,28 @@ namespace isa_baseline {
 #include "lib/quant/rtn_group_kernels.inc"
 }  // namespace isa_baseline
 
+// gcc builds the wider variants with target pragmas. clang (the fuzzing build) has no such pragma:
+// there only the baseline variant exists and is used.
+#if defined(__GNUC__) && !defined(__clang__)
+#define PTQ_RTN_WIDE_KERNELS 1
 #pragma GCC push_options
-#pragma GCC target("avx2,fma,bmi,bmi2,f16c")
+#pragma GCC target("avx2,fma,bmi,bmi2")
 namespace isa_avx2 {
 #include "lib/quant/rtn_group_kernels.inc"
 }  // namespace isa_avx2
 #pragma GCC pop_options
 
 #pragma GCC push_options
-#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi,bmi2,f16c,prefer-vector-width=512")
+#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi,bmi2,prefer-vector-width=512")
 namespace isa_avx512 {
 #include "lib/quant/rtn_group_kernels.inc"
 }  // namespace isa_avx512
 #pragma GCC pop_options
+#else
+#define PTQ_RTN_WIDE_KERNELS 0
+namespace isa_avx2 = isa_baseline;
+namespace isa_avx512 = isa_baseline;
+#endif
 
 struct GroupKernels {
   const char* name;
@@ -52,21 +61,21 @@ struct GroupKernels {
   bool (*row)(const float*, int64_t, int64_t, const QuantOptions&, uint8_t*, float*, uint8_t*, ErrorSums*);
 };
 
-#define PTQ_GROUP_KERNELS(ns) \
-  GroupKernels { #ns + 4, ns::fitGroupEntry, ns::groupErrorEntry, ns::quantizeGroupEntry, ns::quantizeRowEntry }
-const GroupKernels kBaseline = PTQ_GROUP_KERNELS(isa_baseline);
-const GroupKernels kAvx2 = PTQ_GROUP_KERNELS(isa_avx2);
-const GroupKernels kAvx512 = PTQ_GROUP_KERNELS(isa_avx512);
+#define PTQ_GROUP_KERNELS(ns, name) \
+  GroupKernels { name, ns::fitGroupEntry, ns::groupErrorEntry, ns::quantizeGroupEntry, ns::quantizeRowEntry }
+const GroupKernels kBaseline = PTQ_GROUP_KERNELS(isa_baseline, "baseline");
+const GroupKernels kAvx2 = PTQ_GROUP_KERNELS(isa_avx2, "avx2");
+const GroupKernels kAvx512 = PTQ_GROUP_KERNELS(isa_avx512, "avx512");
 #undef PTQ_GROUP_KERNELS
 
 bool cpuHas(const GroupKernels& k) {
+  if (!PTQ_RTN_WIDE_KERNELS && &k != &kBaseline) return false;
   if (&k == &kAvx512) {
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") && cpuHas(kAvx2);
   }
   if (&k == &kAvx2) {
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi2") &&
-           __builtin_cpu_supports("f16c");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi2");
   }
   return true;
 }
