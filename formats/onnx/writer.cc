@@ -355,6 +355,10 @@ void saveModel(const ir::Model& model, const std::string& path, const SaveOption
   if (!external) buildProto(model, mp, nullptr, 0, nullptr, &streamed);
   if (mp.ByteSizeLong() > static_cast<size_t>(INT_MAX))
     throwOutput(path + ": the model is over 2 GiB even without its weights; cannot be written as ONNX");
+  size_t inline_bytes = mp.ByteSizeLong();
+  for (const ir::Tensor* t : streamed) inline_bytes += t ? t->nbytes() + 16 : 0;  // + tag and length varints
+  if (inline_bytes > static_cast<size_t>(INT_MAX))  // protobuf could not read it back
+    throwOutput(path + ": the model is over 2 GiB with its weights inline; write it with external data (--external-data)");
   AtomicFile out(path);
   if (external) {
     google::protobuf::io::FileOutputStream stream(out.fd());

@@ -254,8 +254,10 @@ class BatchRun {
                      rec["exit_code"].get<int>(), rec["seconds"].get<double>());
         continue;
       }
-      if (p < 0 && errno == ECHILD && running.empty()) continue;
+      // Interrupted with nothing left running: stop, whatever is still queued (checked first, so a
+      // signal with models queued cannot spin on ECHILD forever).
       if (g_signal && running.empty()) break;
+      if (p < 0 && errno == ECHILD && running.empty()) continue;
       struct timespec ts {0, 20 * 1000 * 1000};
       ::nanosleep(&ts, nullptr);
     }
@@ -326,6 +328,7 @@ class BatchRun {
     makeDirs(dir);
     ::unlink((dir + "/done.json").c_str());
     ::unlink((dir + "/report.json").c_str());
+    ::unlink((dir + "/" + e.output_name).c_str());  // so an earlier run's output cannot stand in for a missing one
     std::vector<std::string> args = {o_.tool_path, "quantize"};
     args.insert(args.end(), e.quantize_args.begin(), e.quantize_args.end());
     for (const std::string& a : {std::string("-o"), dir + "/" + e.output_name, std::string("--report"), dir + "/report.json"}) args.push_back(a);

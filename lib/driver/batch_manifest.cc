@@ -42,7 +42,7 @@ constexpr KeySpec kKeys[] = {
     {"eval_data_shape", Kind::kString, false}, {"eval_samples", Kind::kPositiveInt, false},
     {"eval_labels", Kind::kString, true},    {"eval_batch", Kind::kPositiveInt, false},
     {"max_drop", Kind::kStrings, false},     {"eval_attribution", Kind::kBool, false},
-    {"threads", Kind::kInt, false},
+    {"threads", Kind::kPositiveInt, false},  // 0 ("all cores") would oversubscribe --jobs N
     {"seed", Kind::kInt, false},
 };
 

@@ -292,11 +292,17 @@ TEST_CASE("batch forwards SIGTERM to its running children and waits for them", "
   PTQ_REQUIRE_ZOO();
   // A model that takes seconds: GPTQ on gpt-fortunes.
   const std::string dir = tempDir("batch_signal");
-  const json m = {{"models", {{{"name", "slow"}, {"model", zooFile("gpt-fortunes.onnx")}, {"config", "w4a16-gptq"}, {"threads", 1},
-                               {"calib", {zooFile("gpt-fortunes.calib.i64")}}, {"calib_shape", "64x128"}}}}};
+  // Two of them at --jobs 1, so the second is still queued when the signal comes (a batch once spun
+  // forever there).
+  json slow = {{"name", "slow"}, {"model", zooFile("gpt-fortunes.onnx")}, {"config", "w4a16-gptq"}, {"threads", 1},
+               {"calib", {zooFile("gpt-fortunes.calib.i64")}}, {"calib_shape", "64x128"}};
+  json queued = slow;
+  queued["name"] = "queued";
+  const json m = {{"models", {slow, queued}}};
   writeFile(dir + "/manifest.json", m.dump());
   const std::string cmd = "'" + toolPath() + "' batch '" + dir + "/manifest.json' --out-dir '" + dir + "/out' > '" + dir +
                           "/batch.log' 2>&1 & pid=$!; sleep 3; kill -TERM $pid; wait $pid; echo exit=$?";
+  // (the test's own timeout is the guard against the spin)
   const auto r = runCommand(cmd);
   const std::string log = readAll(dir + "/batch.log");
   INFO(r.output << log);
@@ -306,6 +312,8 @@ TEST_CASE("batch forwards SIGTERM to its running children and waits for them", "
   CHECK(s["interrupted"] == true);
   CHECK(s["models"][0]["status"] == "failed");
   CHECK(s["models"][0]["signal"] == SIGTERM);
+  REQUIRE(s["models"].size() == 2);
+  CHECK(s["models"][1]["status"] == "failed");  // never started
   // The child is gone (waited for), not orphaned.
   const auto pos = log.find("started (pid ");
   REQUIRE(pos != std::string::npos);
