@@ -223,6 +223,19 @@ std::string dirOf(const std::string& path) {
   return slash == 0 ? "/" : path.substr(0, slash);
 }
 
+// Parses a whole model file from `fd` (closed here). Throws kInput naming `path` when it is not ONNX.
+void parseModelFd(int fd, const std::string& path, onnx::ModelProto& mp) {
+  bool ok;
+  {
+    google::protobuf::io::FileInputStream raw(fd);
+    google::protobuf::io::CodedInputStream coded(&raw);
+    coded.SetTotalBytesLimit(INT_MAX);
+    ok = mp.ParseFromCodedStream(&coded) && coded.ConsumedEntireMessage();
+  }
+  ::close(fd);
+  if (!ok) throwInput(path + ": not a valid ONNX model (protobuf parsing failed: the file is truncated or not ONNX)");
+}
+
 ir::Model convert(onnx::ModelProto& mp, const std::string& path, ExternalDataResolver* resolver,
                   std::function<void(Graph&)> add_initializers = nullptr) {
   if (!mp.has_graph())
@@ -267,15 +280,7 @@ ir::Model loadModel(const std::string& path, const LoadOptions& opts) {
     throwInput(path + ": empty file, not an ONNX model");
   }
   onnx::ModelProto mp;
-  bool ok;
-  {
-    google::protobuf::io::FileInputStream raw(fd);
-    google::protobuf::io::CodedInputStream coded(&raw);
-    coded.SetTotalBytesLimit(INT_MAX);
-    ok = mp.ParseFromCodedStream(&coded) && coded.ConsumedEntireMessage();
-  }
-  ::close(fd);
-  if (!ok) throwInput(path + ": not a valid ONNX model (protobuf parsing failed: the file is truncated or not ONNX)");
+  parseModelFd(fd, path, mp);
   ExternalDataResolver resolver(dirOf(path), path, opts.mmap_external_data);
   return convert(mp, path, &resolver);
 }
@@ -305,15 +310,7 @@ std::vector<std::string> externalDataFiles(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throwInput(path + ": cannot open model: " + std::strerror(errno));
   onnx::ModelProto mp;
-  bool ok;
-  {
-    google::protobuf::io::FileInputStream raw(fd);
-    google::protobuf::io::CodedInputStream coded(&raw);
-    coded.SetTotalBytesLimit(INT_MAX);
-    ok = mp.ParseFromCodedStream(&coded) && coded.ConsumedEntireMessage();
-  }
-  ::close(fd);
-  if (!ok) throwInput(path + ": not a valid ONNX model (protobuf parsing failed: the file is truncated or not ONNX)");
+  parseModelFd(fd, path, mp);
   std::set<std::string> locations;
   collectLocations(mp.graph(), locations);
   return std::vector<std::string>(locations.begin(), locations.end());
