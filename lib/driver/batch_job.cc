@@ -230,36 +230,48 @@ class BatchRun {
     bool forwarded = false;
     const size_t total = queue.size();
     size_t finished = 0;
-    while (!queue.empty() || !running.empty()) {
-      while (!g_signal && !queue.empty() && static_cast<int>(running.size()) < std::max(1, o_.jobs)) {
-        const size_t i = queue.front();
-        queue.pop_front();
-        const pid_t pid = launch(i);
-        if (pid > 0) running[pid] = Running{i, Clock::now()};
+    try {
+      while (!queue.empty() || !running.empty()) {
+        while (!g_signal && !queue.empty() && static_cast<int>(running.size()) < std::max(1, o_.jobs)) {
+          const size_t i = queue.front();
+          queue.pop_front();
+          const pid_t pid = launch(i);
+          if (pid > 0) running[pid] = Running{i, Clock::now()};
+        }
+        if (g_signal && !forwarded) {
+          spdlog::warn("batch: signal {}: forwarding it to {} running model(s) and waiting for them", static_cast<int>(g_signal), running.size());
+          for (const auto& [pid, r] : running) ::kill(pid, g_signal);
+          forwarded = true;
+        }
+        int status = 0;
+        const pid_t p = ::waitpid(-1, &status, WNOHANG);
+        if (p > 0 && running.count(p)) {
+          const Running r = running[p];
+          running.erase(p);
+          finish(r.entry, status, std::chrono::duration<double>(Clock::now() - r.start).count());
+          ++finished;
+          const json& rec = records_[r.entry];
+          spdlog::info("batch: [{}/{}] {}: {} (exit {}) in {:.1f} s", finished, total, m_.entries[r.entry].name, rec["status"].get<std::string>(),
+                       rec["exit_code"].get<int>(), rec["seconds"].get<double>());
+          continue;
+        }
+        // Interrupted with nothing left running: stop, whatever is still queued (checked first, so a
+        // signal with models queued cannot spin on ECHILD forever).
+        if (g_signal && running.empty()) break;
+        if (p < 0 && errno == ECHILD && running.empty()) continue;
+        struct timespec ts {0, 20 * 1000 * 1000};
+        ::nanosleep(&ts, nullptr);
       }
-      if (g_signal && !forwarded) {
-        spdlog::warn("batch: signal {}: forwarding it to {} running model(s) and waiting for them", static_cast<int>(g_signal), running.size());
-        for (const auto& [pid, r] : running) ::kill(pid, g_signal);
-        forwarded = true;
+    } catch (...) {
+      // A model's folder could not be written (launch, finish): stop the others and wait for them
+      // rather than leave them running unreaped behind an error exit.
+      for (const auto& [pid, r] : running) ::kill(pid, SIGTERM);
+      for (const auto& [pid, r] : running) {
+        int status = 0;
+        while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+        }
       }
-      int status = 0;
-      const pid_t p = ::waitpid(-1, &status, WNOHANG);
-      if (p > 0 && running.count(p)) {
-        const Running r = running[p];
-        running.erase(p);
-        finish(r.entry, status, std::chrono::duration<double>(Clock::now() - r.start).count());
-        ++finished;
-        const json& rec = records_[r.entry];
-        spdlog::info("batch: [{}/{}] {}: {} (exit {}) in {:.1f} s", finished, total, m_.entries[r.entry].name, rec["status"].get<std::string>(),
-                     rec["exit_code"].get<int>(), rec["seconds"].get<double>());
-        continue;
-      }
-      // Interrupted with nothing left running: stop, whatever is still queued (checked first, so a
-      // signal with models queued cannot spin on ECHILD forever).
-      if (g_signal && running.empty()) break;
-      if (p < 0 && errno == ECHILD && running.empty()) continue;
-      struct timespec ts {0, 20 * 1000 * 1000};
-      ::nanosleep(&ts, nullptr);
+      throw;
     }
     const bool interrupted = g_signal != 0;
     for (size_t i : queue) {  // never started (interrupted)
@@ -357,6 +369,14 @@ class BatchRun {
     argv.push_back(nullptr);
     const std::string exe = o_.tool_path;
     std::fflush(nullptr);
+    // SIGINT/SIGTERM stay blocked across fork until the child has its default handlers back: a signal
+    // forwarded to the child before that would run the batch's handler in the child and be lost
+    // (the child would then quantize to the end). Pending, it kills the child once unblocked.
+    sigset_t block, old_mask;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    ::sigprocmask(SIG_BLOCK, &block, &old_mask);
     const pid_t pid = ::fork();
     if (pid == 0) {
       // Only async-signal-safe calls between fork and exec.
@@ -366,13 +386,17 @@ class BatchRun {
       sa.sa_handler = SIG_DFL;
       ::sigaction(SIGINT, &sa, nullptr);
       ::sigaction(SIGTERM, &sa, nullptr);
+      ::sigprocmask(SIG_SETMASK, &old_mask, nullptr);
       ::execv(exe.c_str(), argv.data());
       const char msg[] = "batch: exec of ptq-tool failed\n";
       (void)!::write(2, msg, sizeof msg - 1);
       ::_exit(127);
     }
+    const int fork_errno = errno;
+    ::sigprocmask(SIG_SETMASK, &old_mask, nullptr);  // a signal that came meanwhile is handled now
     ::close(fd);
     if (pid < 0) {
+      errno = fork_errno;
       records_[i] = baseRecord(i);
       records_[i]["error"] = std::string("fork failed: ") + std::strerror(errno);
       return -1;

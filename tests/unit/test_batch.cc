@@ -301,7 +301,11 @@ TEST_CASE("batch forwards SIGTERM to its running children and waits for them", "
   const json m = {{"models", {slow, queued}}};
   writeFile(dir + "/manifest.json", m.dump());
   const std::string cmd = "'" + toolPath() + "' batch '" + dir + "/manifest.json' --out-dir '" + dir + "/out' > '" + dir +
-                          "/batch.log' 2>&1 & pid=$!; sleep 3; kill -TERM $pid; wait $pid; echo exit=$?";
+                          "/batch.log' 2>&1 & pid=$!; "
+                          // The signal comes 0.3 s after the child started (seen in the log), not
+                          // at a fixed time: a fast machine once finished the model first.
+                          "for i in $(seq 1 600); do grep -q 'started (pid' '" + dir + "/batch.log' && break; sleep 0.05; done; "
+                          "sleep 0.3; kill -TERM $pid; wait $pid; echo exit=$?";
   // (the test's own timeout is the guard against the spin)
   const auto r = runCommand(cmd);
   const std::string log = readAll(dir + "/batch.log");
