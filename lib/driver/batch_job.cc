@@ -319,7 +319,8 @@ class BatchRun {
     json r;
     r["name"] = e.name;
     r["model"] = e.model;
-    r["config"] = e.config;
+    r["config"] = e.config_label;
+    r["config_file"] = e.config;
     r["output"] = o_.out_dir + "/" + e.name + "/" + e.output_name;
     r["log"] = o_.out_dir + "/" + e.name + "/log.txt";
     r["status"] = "failed";

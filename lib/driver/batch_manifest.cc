@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <memory>
@@ -74,16 +75,23 @@ bool isFile(const std::string& p) {
   return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
+// Lexically normal ("a/./b/../c" is "a/c"), so one file has one spelling in the digest and the logs.
 std::string resolvePath(const std::string& base, const std::string& p) {
-  if (p.empty() || p[0] == '/') return p;
-  return base == "." ? p : base + "/" + p;
+  if (p.empty()) return p;
+  const std::filesystem::path joined = p[0] == '/' || base == "." ? std::filesystem::path(p) : std::filesystem::path(base) / p;
+  return joined.lexically_normal().string();
+}
+
+// The FILE of a calib / eval_data item (NAME=FILE or FILE).
+std::string itemFile(const std::string& item) {
+  const auto eq = item.find('=');
+  return eq != std::string::npos && eq > 0 ? item.substr(eq + 1) : item;
 }
 
 // A calib / eval_data item: NAME=FILE resolves FILE; anything else resolves the whole.
 std::string resolveItem(const std::string& base, const std::string& item) {
-  const auto eq = item.find('=');
-  if (eq != std::string::npos && eq > 0) return item.substr(0, eq + 1) + resolvePath(base, item.substr(eq + 1));
-  return resolvePath(base, item);
+  const std::string file = itemFile(item);
+  return item.substr(0, item.size() - file.size()) + resolvePath(base, file);
 }
 
 // Checks one entry (or "defaults") object: known keys, types. Returns it with list keys as lists.
@@ -258,9 +266,18 @@ BatchManifest loadBatchManifest(const std::string& path) {
         for (auto& item : v) item = resolveItem(base, item.get<std::string>());
     }
     // A config names a file beside the manifest when there is one, else a preset.
+    // A name is never looked up in the current directory (the batch's, which is not the manifest's):
+    // it resolves to the preset's file here, so the digest and the quantize run read the same file.
     const std::string cfg = e["config"];
-    if (isFile(resolvePath(base, cfg))) e["config"] = resolvePath(base, cfg);
-    else if (cfg.find('/') != std::string::npos) throwUsage(where + ".config: no such file: " + resolvePath(base, cfg));
+    if (isFile(resolvePath(base, cfg))) {
+      e["config"] = resolvePath(base, cfg);
+    } else if (cfg.find('/') != std::string::npos) {
+      throwUsage(where + ".config: no such file: " + resolvePath(base, cfg));
+    } else {
+      const std::string preset = presetPath(cfg);
+      if (preset.empty()) throwUsage(where + ".config: '" + cfg + "' is neither a file beside the manifest nor a preset (" + presetNames() + ")");
+      e["config"] = preset;
+    }
     BatchEntry be;
     be.index = i;
     be.model = e["model"];
@@ -270,6 +287,7 @@ BatchManifest loadBatchManifest(const std::string& path) {
     if (!names.insert(be.name).second) throwUsage(where + ".name: '" + be.name + "' is used by an earlier entry");
     e["name"] = be.name;
     be.config = e["config"];
+    be.config_label = cfg;
     const bool packed = e.contains("format") && e["format"] == "packed";
     be.output_name = stem(be.model) + (packed ? ".ptq" : ".onnx");
     be.quantize_args = {be.model, "--config", be.config};
@@ -294,6 +312,18 @@ std::string entryDigest(const BatchEntry& e) {
   if (!h.addFile(e.model)) {
     h.addString("unreadable model " + e.model);
     return h.hex();
+  }
+  // Calibration and evaluation files by content, in the entry's key order (a file rewritten in place
+  // redoes the model; its path alone is already in the resolved entry).
+  for (auto it = e.resolved.begin(); it != e.resolved.end(); ++it) {
+    const KeySpec* spec = findKey(it.key());
+    if (!spec || !spec->path || it.key() == "model") continue;
+    const json items = it.value().is_array() ? it.value() : json::array({it.value()});
+    for (const json& item : items) {
+      const std::string file = itemFile(item.get<std::string>());
+      h.addString(file);
+      if (!h.addFile(file)) h.addString("missing");
+    }
   }
   try {
     const std::string dir = dirOf(e.model);

@@ -23,7 +23,8 @@ struct BatchEntry {
   size_t index = 0;          // position in the manifest's "models"
   std::string name;          // folder under --out-dir; unique; [A-Za-z0-9._-], default: the model's file stem
   std::string model;         // resolved path
-  std::string config;        // a resolved config file path, or a preset name
+  std::string config;        // the config file: beside the manifest, or the preset's file in configs/
+  std::string config_label;  // as the manifest spells it (a preset's name), for summaries
   std::string output_name;   // file name of the quantized model: <model stem>.onnx, or .ptq for packed
   nlohmann::json resolved;   // the merged entry with resolved paths (what the digest covers)
   std::vector<std::string> quantize_args;  // everything after `ptq-tool quantize` except -o/--report

@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
+#include <set>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -138,17 +140,42 @@ void unpackModel(const std::string& in, const std::string& out, std::optional<pi
   saveOnnx(pm.model, external_data, out);
 }
 
-std::string resolveConfigPath(const std::string& arg) {
-  if (isFile(arg)) return arg;
-  const bool looks_like_name = arg.find('/') == std::string::npos;
-  const std::string name = arg.size() > 5 && arg.substr(arg.size() - 5) == ".json" ? arg.substr(0, arg.size() - 5) : arg;
-  if (looks_like_name) {
-    for (const std::string& dir : {std::string(PTQ_SOURCE_DIR) + "/configs", std::string(PTQ_INSTALL_DATADIR) + "/configs"}) {
-      const std::string p = dir + "/" + name + ".json";
-      if (isFile(p)) return p;
+namespace {
+
+std::vector<std::string> presetDirs() { return {std::string(PTQ_SOURCE_DIR) + "/configs", std::string(PTQ_INSTALL_DATADIR) + "/configs"}; }
+
+}  // namespace
+
+std::string presetPath(const std::string& name_arg) {
+  if (name_arg.empty() || name_arg.find('/') != std::string::npos) return "";
+  const std::string name =
+      name_arg.size() > 5 && name_arg.substr(name_arg.size() - 5) == ".json" ? name_arg.substr(0, name_arg.size() - 5) : name_arg;
+  for (const std::string& dir : presetDirs()) {
+    const std::string p = dir + "/" + name + ".json";
+    if (isFile(p)) return p;
+  }
+  return "";
+}
+
+std::string presetNames() {
+  std::set<std::string> names;
+  for (const std::string& dir : presetDirs()) {
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+      const std::string f = it->path().filename().string();
+      if (f.size() > 5 && f.substr(f.size() - 5) == ".json") names.insert(f.substr(0, f.size() - 5));
     }
   }
-  throwUsage(arg + ": no such config file or preset (presets: w8a16, w4a16, w8a8, w4a8 in configs/)");
+  std::string out = "presets:";
+  for (const std::string& n : names) out += " " + n;
+  return names.empty() ? "no presets installed" : out;
+}
+
+std::string resolveConfigPath(const std::string& arg) {
+  if (isFile(arg)) return arg;
+  const std::string preset = presetPath(arg);
+  if (!preset.empty()) return preset;
+  throwUsage(arg + ": no such config file or preset (" + presetNames() + ")");
 }
 
 std::string listPasses() { return pipeline::describePasses(passes::builtinPasses()); }

@@ -82,4 +82,11 @@ std::string listPasses();
 // source tree or install prefix. Throws kUsage listing the presets when neither exists.
 std::string resolveConfigPath(const std::string& arg);
 
+// The file of preset NAME (or NAME.json) in configs/, or "" when there is none. Never the current
+// directory: a batch manifest's config names are presets unless a file beside the manifest has the name.
+std::string presetPath(const std::string& name);
+
+// "presets: mixed-3bit w3a16-gptq ..." (every configs/*.json), for error messages.
+std::string presetNames();
+
 }  // namespace ptq::driver

@@ -83,6 +83,7 @@ TEST_CASE("batch manifest errors are exit 1 naming models[i].key", "[batch]") {
       {{{"model", json::array()}}, "model: unknown key"},
       {{{"models", {{{"model", "digits_cnn.onnx"}, {"config", "w8a16"}, {"max_drop", {"top1:-1"}}}}}}, "models[0].max_drop: needs eval_tokens or eval_data"},
       {{{"models", {{{"model", "digits_cnn.onnx"}, {"config", "w8a16"}, {"eval_data", "x=a.bin"}, {"eval_attribution", 1}}}}}, "models[0].eval_attribution: must be true or false"},
+      {{{"models", {{{"model", "digits_cnn.onnx"}, {"config", "w9a16"}}}}}, "models[0].config: 'w9a16' is neither a file beside the manifest nor a preset (presets: mixed-3bit"},
   };
   for (size_t i = 0; i < cases.size(); ++i) {
     const std::string dir = setup("batch_errors", cases[i].manifest);
@@ -209,6 +210,35 @@ TEST_CASE("batch resume: an unchanged model is skipped, a changed config or mode
   (void)batch(dir, "");
   rec = byName(json::parse(readAll(dir + "/out/summary.json")));
   CHECK(rec["a"]["status"] != "skipped");
+}
+
+TEST_CASE("batch resume: an evaluation file rewritten in place redoes the model, and a preset name ignores the current directory", "[batch]") {
+  json m = {{"models", {digitsEntry("e", "w8a16")}}};
+  m["models"][0]["eval_data"] = {"x=./sub/../digits_test_x_256x1x20x20_f32.bin"};
+  const std::string dir = setup("batch_resume_data", m);
+  REQUIRE(std::system(("mkdir -p '" + dir + "/sub' '" + dir + "/cwd'").c_str()) == 0);
+  // A file named like the preset in the batch's working directory must not be read as its config.
+  writeFile(dir + "/cwd/w8a16", "not a config");
+  auto run = [&] { return runCommand("cd '" + dir + "/cwd' && '" + toolPath() + "' batch ../manifest.json --out-dir ../out"); };
+  auto r = run();
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  auto rec = byName(json::parse(readAll(dir + "/out/summary.json")));
+  CHECK(rec["e"]["status"] == "ok");
+  CHECK(rec["e"]["config"] == "w8a16");
+  CHECK_THAT(rec["e"]["config_file"].get<std::string>(), Catch::EndsWith("configs/w8a16.json"));
+  CHECK_THAT(readAll(dir + "/out/e/log.txt"), Catch::Contains("--eval-data x=../digits_test_x_256x1x20x20_f32.bin"));
+  r = run();
+  rec = byName(json::parse(readAll(dir + "/out/summary.json")));
+  CHECK(rec["e"]["status"] == "skipped");
+  // Same path, other bytes (the last sample's first float): redone.
+  std::string x = readAll(dir + "/digits_test_x_256x1x20x20_f32.bin");
+  x[x.size() - 400 * 4] ^= 0x01;
+  writeFile(dir + "/digits_test_x_256x1x20x20_f32.bin", x);
+  r = run();
+  INFO(r.output);
+  rec = byName(json::parse(readAll(dir + "/out/summary.json")));
+  CHECK(rec["e"]["status"] == "ok");
 }
 
 TEST_CASE("batch: a child killed by a signal is a failed model, exit 6", "[batch]") {
