@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Bounded libFuzzer runs of every reader (tests/fuzz/harness.h): ONNX model, .ptq, .npy, .npz, .pb,
-# config. Builds build-fuzz/ with clang-14 (-DPTQ_FUZZ=ON: coverage + ASan + UBSan), seeds each target
+# config, batch manifest. Builds build-fuzz/ with clang-14 (-DPTQ_FUZZ=ON: coverage + ASan + UBSan), seeds each target
 # from tests/fuzz/{seeds,regressions}/<target> plus the bundled and zoo models, the ONNX node-test
 # models (libonnx-testdata) and .ptq files made from the digits CNN, runs each for SECONDS, and fails
 # on any finding (crash, sanitizer report, uncaught exception = the CLI's exit 5, timeout, or an
@@ -8,7 +8,7 @@
 #   build-fuzz/tests/fuzz/fuzz_<target> -minimize_crash=1 -runs=100000 FILE
 # and keep it in tests/fuzz/regressions/<target>/ (the normal test suite replays that folder).
 #
-#   scripts/fuzz.sh [SECONDS] [TARGET...]   SECONDS per target (default 60); targets: onnx ptq npy npz pb config
+#   scripts/fuzz.sh [SECONDS] [TARGET...]   SECONDS per target (default 60); targets: onnx ptq npy npz pb config manifest
 #   scripts/fuzz.sh --ci [TARGET...]        the CI run: a fixed number of executions per target (about 15 s
 #                                           each on a CI machine) from libFuzzer seed 1 and a fresh corpus, so
 #                                           the same tree gives the same result anywhere (a time bound would
@@ -30,9 +30,9 @@ fi
 shift || true
 # --ci executions per target: ~15 s at the rates a 2-core CI machine measured (onnx 354/s, ptq 422/s,
 # npy 41k/s, npz 41k/s, pb 1.4k/s, config 9.1k/s).
-declare -A ci_runs=([onnx]=5000 [ptq]=6000 [npy]=500000 [npz]=500000 [pb]=20000 [config]=120000)
+declare -A ci_runs=([onnx]=5000 [ptq]=6000 [npy]=500000 [npz]=500000 [pb]=20000 [config]=120000 [manifest]=40000)
 targets=("$@")
-((${#targets[@]})) || targets=(onnx ptq npy npz pb config)
+((${#targets[@]})) || targets=(onnx ptq npy npz pb config manifest)
 build="$root/build-fuzz"
 say() { printf 'fuzz.sh: %s\n' "$*" >&2; }
 
@@ -66,7 +66,7 @@ fi
 # --- seeds
 seeds="$build/seeds"
 rm -rf "$seeds"
-mkdir -p "$seeds"/{onnx,ptq,npy,npz,pb,config}
+mkdir -p "$seeds"/{onnx,ptq,npy,npz,pb,config,manifest}
 zoo="${PTQ_ZOO-$root/../shared/zoo}"
 testdata=/usr/share/libonnx-testdata/data/node
 cp "$root/tests/data/digits_cnn.onnx" "$seeds/onnx/"
@@ -84,6 +84,7 @@ if [[ -d "$testdata" ]]; then
   done
 fi
 cp "$root"/configs/*.json "$seeds/config/"
+cp "$root/scripts/zoo/manifest.json" "$seeds/manifest/zoo.json"
 tool="$root/build/apps/ptq-tool/ptq-tool"
 if [[ -x "$tool" ]]; then
   for preset in w8a16 w4a16 w8a8-dynamic; do

@@ -193,7 +193,10 @@ class Hasher {
     add(&n, sizeof n);
     add(s.data(), s.size());
   }
+  // Only regular files: a manifest naming /dev/zero or a FIFO must not hang the digest (its run
+  // then fails on the path).
   bool addFile(const std::string& path) {
+    if (!isFile(path)) return false;
     FILE* f = std::fopen(path.c_str(), "rb");
     if (!f) return false;
     std::vector<char> buf(1 << 20);

@@ -19,6 +19,7 @@
 #include "lib/util/error.h"
 #include "lib/util/hash.h"
 #ifndef PTQ_FUZZ_READERS_ONLY
+#include "lib/driver/batch_manifest.h"
 #include "lib/pipeline/config.h"
 #include "passes/legalize/legalize.h"
 #include "passes/registry.h"
@@ -196,13 +197,29 @@ void config(const uint8_t* data, size_t size) {
   });
 }
 
+// The manifest sits in the sandbox's model folder, beside weights.bin, sub/ and the symlinks, so
+// relative paths, NAME=FILE items and config files beside it resolve to real files.
+void batchManifest(const uint8_t* data, size_t size) {
+  const std::string path = sandbox() + "/model/manifest.json";
+  writeFile(path, data, size);
+  expectClean([&] {
+    const driver::BatchManifest m = driver::loadBatchManifest(path);
+    for (const driver::BatchEntry& e : m.entries) {
+      if (e.name.empty() || e.name.find('/') != std::string::npos || e.name == "." || e.name == "..")
+        finding("a manifest entry's folder name '" + e.name + "' leaves --out-dir");
+      (void)driver::entryDigest(e);
+      (void)driver::shardOf(e.name, 3);
+    }
+  });
+}
+
 #endif
 
 const std::vector<Target>& targets() {
   static const std::vector<Target> t = {{"onnx", onnxModel}, {"ptq", packedFile}, {"npy", npy}, {"npz", npz},
                                         {"pb", tensorProto}
 #ifndef PTQ_FUZZ_READERS_ONLY
-                                        , {"config", config}
+                                        , {"config", config}, {"manifest", batchManifest}
 #endif
   };
   return t;

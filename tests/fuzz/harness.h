@@ -30,6 +30,9 @@ void npz(const uint8_t* data, size_t size);
 void tensorProto(const uint8_t* data, size_t size);
 // Config JSON text -> parseConfig against the built-in pass table -> configToJson -> parse again.
 void config(const uint8_t* data, size_t size);
+// Batch manifest JSON (in the sandbox's model folder) -> loadBatchManifest -> each entry's resume
+// digest and shard; an entry folder name that could leave --out-dir is a finding.
+void batchManifest(const uint8_t* data, size_t size);
 
 struct Target {
   const char* name;  // also the folder name under tests/fuzz/regressions and seeds

@@ -363,3 +363,13 @@ TEST_CASE("the zoo manifest of scripts/eval-zoo.sh is a valid batch manifest", "
   CHECK(r.exit_code == 0);
   CHECK(dryRunNames(r.output).size() == 20);
 }
+
+TEST_CASE("batch digest reads only regular files: a manifest naming /dev/zero or a FIFO does not hang", "[batch][hardening]") {
+  json m = {{"models", {{{"name", "z"}, {"model", "digits_cnn.onnx"}, {"config", "w8a16"}, {"calib", {"x=/dev/zero", "y=fifo"}}}}}};
+  const std::string dir = setup("batch_devzero", m);
+  REQUIRE(std::system(("mkfifo '" + dir + "/fifo'").c_str()) == 0);
+  const auto r = batch(dir, "--dry-run");  // the test's timeout is the guard
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK(dryRunNames(r.output) == std::set<std::string>{"z"});
+}
