@@ -280,8 +280,17 @@ class BitAllocationPass final : public pipeline::Pass {
       const double least = smallestFeasibleBudget(p, k);
       if (least > p.budgets[k].limit) {
         const BudgetUnit& u = units_[k];
+        std::string smallest = fmt::format("{:.6g}", std::ceil(least / u.scale * 1e6) / 1e6);
+        if (u.option == "uniform_bits") {  // a width, not bytes: the narrowest uniform width at or above `least`
+          smallest = "above 8";
+          for (int b = 2; b <= 8; ++b)
+            if (uniformBytes(work, b) >= least) {
+              smallest = std::to_string(b);
+              break;
+            }
+        }
         throwUsage("bit-allocation: budget " + u.option + " " + fmtG(u.given) + " cannot be met: the smallest feasible is " +
-                   u.option + " " + fmt::format("{:.6g}", std::ceil(least / u.scale * 1e6) / 1e6) + " (" +
+                   u.option + " " + smallest + " (" +
                    fmt::format("{:.0f}", least) + " " + p.budgets[k].name +
                    ": every layer at its cheapest candidate the pins and ties allow)");
       }
@@ -373,14 +382,10 @@ class BitAllocationPass final : public pipeline::Pass {
         row("bytes", v, [](const LayerWork& w, const Choice& c) { return static_cast<double>(w.wbytes.at(c.w)); });
       } else if (k == "uniform_bits") {
         // The bytes every allocated layer would take at that width with its own grouping.
-        const int b = static_cast<int>(v);
-        double limit = 0;
-        for (const LayerWork& w : work) {
-          WeightCandidate c = weightCandidate(*w.layer, b, 1, 1.0f);  // only the scale count matters here
-          limit += static_cast<double>(c.bytes);
-        }
-        row("bytes", limit, [](const LayerWork& w, const Choice& c) { return static_cast<double>(w.wbytes.at(c.w)); });
-        units_.back().option = "bytes";
+        // Its own row name, so that with a `bytes` budget too the two rows' figures stay apart.
+        row("uniform_bits_bytes", uniformBytes(work, static_cast<int>(v)),
+            [](const LayerWork& w, const Choice& c) { return static_cast<double>(w.wbytes.at(c.w)); });
+        units_.back() = {"uniform_bits", v, 0.0};
         result.figures["budget_uniform_bits"] = v;
       } else if (k == "bops") {
         row("weight_bops", v, [&](const LayerWork& w, const Choice& c) {
@@ -408,6 +413,13 @@ class BitAllocationPass final : public pipeline::Pass {
         units_.back().option = "activation_budget.bops";
       }
     }
+  }
+
+  // The .ptq bytes of every allocated layer at width b with its own grouping (a uniform_bits budget).
+  static double uniformBytes(const std::vector<LayerWork>& work, int b) {
+    double bytes = 0;
+    for (const LayerWork& w : work) bytes += static_cast<double>(weightCandidate(*w.layer, b, 1, 1.0f).bytes);  // only the scale count matters
+    return bytes;
   }
 
   // MACs per sample of every layer: its output's elements per sample times the weights per output channel.

@@ -129,15 +129,15 @@ TEST_CASE("bit-allocation: a bytes budget counts the .ptq bytes exactly", "[bit_
   const json& pass = allocationPass(rep);
   int64_t after = 0;
   for (const auto& l : rep["layers"]) after += l["bytes_after"].get<int64_t>();
-  CHECK(static_cast<double>(after) == pass["figures"]["used_bytes"].get<double>());
-  CHECK(pass["figures"]["used_bytes"].get<double>() <= pass["figures"]["budget_bytes"].get<double>());
+  CHECK(static_cast<double>(after) == pass["figures"]["used_uniform_bits_bytes"].get<double>());
+  CHECK(pass["figures"]["used_uniform_bits_bytes"].get<double>() <= pass["figures"]["budget_uniform_bits_bytes"].get<double>());
   // The limit is what uniform 4-bit takes: quantize uniformly and compare.
   const std::string ucfg = writeConfig(dir, "u.json", R"({"pipeline": ["rtn"], "weights": {"bits": 4, "symmetric": false, "granularity": "channel"}})");
   REQUIRE(quantize(ucfg, dir + "/u.ptq", "--format packed -q --report '" + dir + "/u.json.r'").exit_code == 0);
   int64_t uniform = 0;
   const json urep = readJson(dir + "/u.json.r");
   for (const auto& l : urep["layers"]) uniform += l["bytes_after"].get<int64_t>();
-  CHECK(static_cast<double>(uniform) == pass["figures"]["budget_bytes"].get<double>());
+  CHECK(static_cast<double>(uniform) == pass["figures"]["budget_uniform_bits_bytes"].get<double>());
 }
 
 TEST_CASE("bit-allocation: an infeasible budget is exit 1 naming the smallest feasible one", "[bit_allocation][cli]") {
@@ -154,6 +154,13 @@ TEST_CASE("bit-allocation: an infeasible budget is exit 1 naming the smallest fe
   r = quantize(writeConfig(dir, "p.json", pinned), out, "-q");
   CHECK(r.exit_code == 1);
   CHECK(r.output.find("the smallest feasible is avg_bits 2.") != std::string::npos);
+  // uniform_bits is answered as a width: with candidates {4, 8}, uniform 3-bit's bytes cannot be met, 4-bit's can.
+  std::string wide = weightOnly(R"({"uniform_bits": 3})");
+  wide.replace(wide.find("[2, 4, 8]"), 9, "[4, 8]");
+  r = quantize(writeConfig(dir, "u.json", wide), out, "-q");
+  INFO(r.output);
+  CHECK(r.exit_code == 1);
+  CHECK(r.output.find("budget uniform_bits 3 cannot be met: the smallest feasible is uniform_bits 4 (") != std::string::npos);
   // Malformed options are config errors naming the key.
   r = quantize(writeConfig(dir, "b.json", weightOnly(R"({"avg_bit": 3})")), out, "-q");
   CHECK(r.exit_code == 1);
