@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "formats/onnx/onnx_io.h"
 #include "lib/driver/quantize_job.h"
 #include "lib/quant/rtn_kernels.h"
 
@@ -76,9 +77,6 @@ void kernels() {
 }
 
 void wholeModel(const std::string& model, const std::string& preset) {
-  struct stat st {};
-  ::stat(model.c_str(), &st);
-  const double model_bytes = static_cast<double>(st.st_size);
   const long rss0 = peakRss();
   ptq::driver::QuantizeOptions q;
   q.model_path = model;
@@ -90,6 +88,18 @@ void wholeModel(const std::string& model, const std::string& preset) {
   double weight_bytes = 0;
   for (const auto& l : report.layers) weight_bytes += static_cast<double>(l.bytes_before);
   const long rss = peakRss();
+  // The model's size is its file plus its external-data files: what a reader has to hold (found after
+  // the run: listing them parses the model, which must not count towards the peak).
+  double model_bytes = 0;
+  const size_t slash = model.find_last_of('/');
+  const std::string dir = slash == std::string::npos ? "" : model.substr(0, slash + 1);
+  std::vector<std::string> files;
+  for (const std::string& f : ptq::onnx_io::externalDataFiles(model)) files.push_back(dir + f);
+  files.push_back(model);
+  for (const std::string& f : files) {
+    struct stat st {};
+    if (::stat(f.c_str(), &st) == 0) model_bytes += static_cast<double>(st.st_size);
+  }
   std::printf("%s with %s: %.3f s end to end (load+quantize+write), %.2f GB/s of fp32 weights; "
               "peak RSS %.1f MB (%.1f MB before) = %.2fx the model file (%.1f MB)\n",
               model.c_str(), preset.c_str(), t, weight_bytes / 1e9 / t, rss / 1e6, rss0 / 1e6, rss / model_bytes,

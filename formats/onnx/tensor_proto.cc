@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "lib/util/error.h"
+#include "lib/util/file_pages.h"
 
 namespace ptq::onnx_io {
 
@@ -82,7 +83,12 @@ const ExternalDataResolver::Mapping& ExternalDataResolver::open(const std::strin
     ::close(fd);
     if (p == MAP_FAILED) throwInput(path + ": mmap failed: " + std::strerror(errno));
     const size_t size = m.size;
-    m.base = std::shared_ptr<const void>(p, [size](const void* q) { ::munmap(const_cast<void*>(q), size); });
+    // Registered so that passes and the writer can give back the pages of weights they are done with.
+    util::registerFileMapping(p, size);
+    m.base = std::shared_ptr<const void>(p, [size](const void* q) {
+      util::unregisterFileMapping(q);
+      ::munmap(const_cast<void*>(q), size);
+    });
   } else {
     auto buf = std::shared_ptr<std::vector<char>>(new std::vector<char>(m.size));
     size_t got = 0;

@@ -16,6 +16,7 @@
 #include "formats/onnx/wire_splice.h"
 #include "lib/util/atomic_file.h"
 #include "lib/util/error.h"
+#include "lib/util/file_pages.h"
 
 namespace ptq::onnx_io {
 
@@ -55,6 +56,7 @@ class ExternalDataWriter {
     if (pad) file_->write(zeros, pad);
     offset_ += pad;
     file_->write(t.data(), t.nbytes());
+    util::releaseFilePages(t.data(), t.nbytes());  // a float weight read from a mapped file: written, done
     if (offset_ == 0) crashPoint("save:data-partial");  // one tensor of the data file written
     const TensorPlacement placed{false, location_, offset_, t.nbytes()};
     offset_ += t.nbytes();
@@ -369,7 +371,10 @@ void saveModel(const ir::Model& model, const std::string& path, const SaveOption
     wire::Pieces graph = spliceGraph(mp.graph().SerializeAsString(), streamed);
     mp.clear_graph();
     const wire::Pieces file = wire::insertField(mp.SerializeAsString(), kModelGraph, std::move(graph));
-    file.writeTo([&](const char* data, size_t n) { out.write(data, n); });
+    file.writeTo([&](const char* data, size_t n) {
+      out.write(data, n);
+      util::releaseFilePages(data, n);  // a streamed float weight of a mapped external-data file
+    });
   }
   // Both files are complete (and synced) before either is renamed. The data file goes first, so a
   // model file never points at a data file that is not there yet. An existing model at `path` may

@@ -9,6 +9,7 @@
 #include "lib/quant/bitpack.h"
 #include "lib/util/atomic_file.h"
 #include "lib/util/error.h"
+#include "lib/util/file_pages.h"
 #include "lib/util/hash.h"
 
 namespace ptq::packed {
@@ -55,6 +56,7 @@ class BlobList {
     for (const auto& b : blobs_) {
       if (b.offset > at) f.write(zeros, b.offset - at);
       f.write(b.data, b.size);
+      util::releaseFilePages(b.data, b.size);  // a borrowed weight of a mapped external-data file
       at = b.offset + b.size;
     }
   }

@@ -6,6 +6,7 @@
 #include "formats/onnx/onnx_io.h"
 #include "lib/ir/verifier.h"
 #include "lib/util/error.h"
+#include "lib/util/file_pages.h"
 #include "support/test_paths.h"
 
 using namespace ptq;
@@ -138,6 +139,33 @@ TEST_CASE("saving writes atomically and external data round-trips", "[onnx_io]")
       CHECK_THAT(e.what(), Catch::Contains("truncated"));
     }
   }
+}
+
+TEST_CASE("a mapped external-data weight gives its pages back and reads the same bytes afterwards", "[onnx_io]") {
+  const std::string dir = test::tempDir("onnx_io_pages");
+  ir::Model m = onnx_io::parseModelText(kSmallModel);
+  ir::Tensor big(ir::DType::kFloat32, {64, 256});  // 64 KiB: whole pages inside it whatever its offset
+  for (int64_t i = 0; i < big.numel(); ++i) static_cast<float*>(big.mutableData())[i] = 0.25f * static_cast<float>(i % 977);
+  m.graph->addInitializer("big", big);
+  onnx_io::SaveOptions opts;
+  opts.external_data = onnx_io::SaveOptions::ExternalData::kAlways;
+  opts.external_threshold_bytes = 16;
+  onnx_io::saveModel(m, dir + "/m.onnx", opts);
+  ir::Model back = onnx_io::loadModel(dir + "/m.onnx");
+  const ir::Tensor& t = back.graph->findValue("big")->initializer;
+  REQUIRE(t.sameAs(big));
+  // More than zero bytes given back means the tensor's data lies inside the registered file mapping
+  // (it was not copied on load); at most the tensor's own bytes are touched.
+  const size_t released = util::releaseFilePages(t.data(), t.nbytes());
+  CHECK(released >= 15 * 4096);
+  CHECK(released <= t.nbytes());
+  CHECK(t.sameAs(big));  // read back from the file
+  CHECK(util::releaseFilePages(t.data(), t.nbytes()) == released);  // again: idempotent
+  // Not a mapping, or not wholly inside one: nothing happens.
+  CHECK(util::releaseFilePages(big.data(), big.nbytes()) == 0);
+  CHECK(util::releaseFilePages(static_cast<const char*>(t.data()) + 8, 100) == 0);  // no whole page
+  const ir::Tensor& w = back.graph->findValue("w")->initializer;
+  CHECK(util::releaseFilePages(w.data(), 1u << 30) == 0);  // runs past the mapping's end
 }
 
 TEST_CASE("bad model files are input errors that name the file", "[onnx_io][errors]") {

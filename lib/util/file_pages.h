@@ -1,0 +1,23 @@
+// Giving back the pages of read-only file mappings once their bytes have been used.
+//
+// A weight read from an external-data file is a view into a read-only private mapping of that file
+// (formats/onnx). Its pages count towards the process's resident memory from the first read until the
+// mapping goes away, so quantizing a model touched every float weight once and ended with the whole
+// file resident. A page of such a mapping that was never written holds exactly the file's bytes, so the
+// kernel may drop it at any time and read it back from the file on the next touch: releasing is always
+// safe, for every view of those bytes and every thread, and costs only a re-read if they are used again.
+#pragma once
+#include <cstddef>
+
+namespace ptq::util {
+
+// Declares [base, base + size) a read-only, private, file-backed mapping (PROT_READ, MAP_PRIVATE).
+void registerFileMapping(const void* base, size_t size);
+// Forgets the mapping starting at `base` (call it before munmap).
+void unregisterFileMapping(const void* base);
+// Drops the resident pages that lie wholly inside [p, p + n) when that range is part of a registered
+// mapping; anything else (heap buffers, partial pages shared with a neighbour) is left alone. Returns
+// the bytes given back (0 for memory that is not a registered mapping).
+size_t releaseFilePages(const void* p, size_t n);
+
+}  // namespace ptq::util
