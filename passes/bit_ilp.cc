@@ -91,15 +91,31 @@ Outcome solve(const IlpProblem& p, const std::vector<std::vector<double>>& objec
     for (size_t c = 0; c < p.layers[i].keys.size(); ++c) put(r, first[i] + static_cast<int>(c), 1);
     if (p.layers[i].pinned >= 0) glp_set_col_bnds(P, first[i] + p.layers[i].pinned, GLP_FX, 1, 1);
   }
-  // Budgets, each row scaled by its limit so every row reads "<= 1".
+  // Budgets, written as increments over each layer's cheapest candidate: sum_c x[i][c] = 1 makes
+  //   sum w[i][c] x[i][c] <= limit   the same as   sum (w[i][c] - min_c w[i][c]) x[i][c] <= limit - sum_i min_c w[i][c].
+  // Candidates of equal-sized layers have nearly parallel columns in the first form (bytes 482000000 and
+  // 482000040 against a limit of 3e9), on which GLPK's simplex loops forever reporting numerical
+  // instability; the increments are well scaled, and GLPK's tolerance then applies to them rather than
+  // to the whole budget. Each row is scaled to a largest coefficient of 1.
   for (size_t b = 0; b < budgets.size(); ++b) {
     const size_t k = budgets[b];
-    const double lim = limits[b];
-    const double s = lim > 0 ? lim : 1;
-    const int r = addRow(GLP_UP, 0, lim / s);
+    double floor_sum = 0, largest = 0;
+    std::vector<double> least(p.layers.size());
+    for (size_t i = 0; i < p.layers.size(); ++i) {
+      const auto& w = p.layers[i].weight[k];
+      least[i] = *std::min_element(w.begin(), w.end());
+      floor_sum += least[i];
+      for (double x : w) largest = std::max(largest, x - least[i]);
+    }
+    const double room = limits[b] - floor_sum;
+    if (room < 0) return Outcome::kInfeasible;
+    const double s = largest > 0 ? largest : 1;
+    const int r = addRow(GLP_UP, 0, room / s);
     for (size_t i = 0; i < p.layers.size(); ++i)
-      for (size_t c = 0; c < p.layers[i].keys.size(); ++c)
-        if (p.layers[i].weight[k][c] != 0) put(r, first[i] + static_cast<int>(c), p.layers[i].weight[k][c] / s);
+      for (size_t c = 0; c < p.layers[i].keys.size(); ++c) {
+        const double d = p.layers[i].weight[k][c] - least[i];
+        if (d != 0) put(r, first[i] + static_cast<int>(c), d / s);
+      }
   }
   // Ties: every layer of a group takes the key its first layer takes.
   for (const auto& t : p.ties) {
@@ -142,7 +158,15 @@ Outcome solve(const IlpProblem& p, const std::vector<std::vector<double>>& objec
   parm.presolve = GLP_ON;
   parm.msg_lev = GLP_MSG_OFF;
   parm.mip_gap = 0.0;
+  // Integrality to 1e-10, not GLPK's 1e-5: a binary at 1 - 1e-5 on a layer of 50 MB hides hundreds of bytes
+  // of a budget row, enough to take a choice over the budget or to shut out one that meets it exactly.
+  parm.tol_int = 1e-10;
+  // A safety net, not a tuning knob: programs of a few thousand binaries solve in well under a second.
+  parm.tm_lim = 600 * 1000;
   const int ret = glp_intopt(P, &parm);
+  if (ret == GLP_ETMLIM)
+    throwInternal("bit ILP: GLPK did not finish within 600 s (" + std::to_string(ncols) + " columns, " +
+                  std::to_string(*rows) + " rows)");
   if (ret == GLP_ENOPFS || ret == GLP_ENODFS) return Outcome::kInfeasible;
   if (ret != 0) throwInternal("bit ILP: glp_intopt failed with code " + std::to_string(ret));
   const int status = glp_mip_status(P);
@@ -182,6 +206,26 @@ double smallestFeasibleBudget(const IlpProblem& p, size_t k) {
   return budgetUse(p, k, choice);
 }
 
+// Reports a budget set no assignment meets, naming the smallest feasible value of each budget.
+[[noreturn]] static void throwInfeasible(const IlpProblem& p) {
+  std::string why;
+  for (size_t k = 0; k < p.budgets.size(); ++k) {
+    const double least = smallestFeasibleBudget(p, k);
+    if (least > p.budgets[k].limit)
+      why += (why.empty() ? "" : "; ") + std::string("budget ") + p.budgets[k].name + " <= " + number(p.budgets[k].limit) +
+             " cannot be met: the smallest feasible is " + number(least) +
+             " (every layer at its cheapest candidate the pins and ties allow)";
+  }
+  if (why.empty()) {
+    why = "the budgets";
+    for (size_t k = 0; k < p.budgets.size(); ++k)
+      why += (k ? ", " : " ") + p.budgets[k].name + " <= " + number(p.budgets[k].limit) + " (alone: smallest feasible " +
+             number(smallestFeasibleBudget(p, k)) + ")";
+    why += " cannot all be met at once";
+  }
+  throwUsage("bit allocation: " + why);
+}
+
 IlpSolution solveBitIlp(const IlpProblem& p) {
   checkProblem(p);
   std::vector<std::vector<double>> obj;
@@ -193,37 +237,36 @@ IlpSolution solveBitIlp(const IlpProblem& p) {
     limits.push_back(p.budgets[k].limit);
   }
   IlpSolution s;
-  // GLPK meets rows to its feasibility tolerance (1e-7 of the scaled row): a choice that overshoots a
-  // budget by that much is solved again under a limit lowered by the overshoot.
+  // GLPK accepts a row within its feasibility tolerance (about 2e-7 of the limit here), so its optimum
+  // may overshoot a budget by that much. The limits are then lowered by t times the overshoot seen,
+  // t found by doubling and bisection: too small a t lets an overshooting choice through again, too
+  // large a t also shuts out the choices that meet a budget exactly (often the only ones, e.g. every
+  // layer at the uniform_bits width), which must not be reported as infeasible.
+  std::vector<double> drop(p.budgets.size(), 0.0);  // lowering per unit of t
+  double t = 0, t_over = 0, t_infeasible = -1;
   for (int attempt = 0;; ++attempt) {
+    for (size_t k = 0; k < p.budgets.size(); ++k) limits[k] = p.budgets[k].limit - t * drop[k];
     if (solve(p, obj, budgets, limits, &s.choice, &s.columns, &s.rows) == Outcome::kInfeasible) {
-      std::string why;
+      if (t > 0) {
+        t_infeasible = t;
+        t = 0.5 * (t_over + t_infeasible);
+      } else {
+        throwInfeasible(p);
+      }
+    } else {
+      bool over = false;
       for (size_t k = 0; k < p.budgets.size(); ++k) {
-        const double least = smallestFeasibleBudget(p, k);
-        if (least > p.budgets[k].limit)
-          why += (why.empty() ? "" : "; ") + std::string("budget ") + p.budgets[k].name + " <= " + number(p.budgets[k].limit) +
-                 " cannot be met: the smallest feasible is " + number(least) +
-                 " (every layer at its cheapest candidate the pins and ties allow)";
+        const double excess = budgetUse(p, k, s.choice) - p.budgets[k].limit;
+        if (excess > 0) {
+          over = true;
+          if (drop[k] == 0) drop[k] = excess + 1e-9 * std::fabs(p.budgets[k].limit);
+        }
       }
-      if (why.empty()) {
-        why = "the budgets";
-        for (size_t k = 0; k < p.budgets.size(); ++k)
-          why += (k ? ", " : " ") + p.budgets[k].name + " <= " + number(p.budgets[k].limit) + " (alone: smallest feasible " +
-                 number(smallestFeasibleBudget(p, k)) + ")";
-        why += " cannot all be met at once";
-      }
-      throwUsage("bit allocation: " + why);
+      if (!over) break;
+      t_over = t;
+      t = t_infeasible < 0 ? (t == 0 ? 1 : 2 * t) : 0.5 * (t_over + t_infeasible);
     }
-    bool over = false;
-    for (size_t k = 0; k < p.budgets.size(); ++k) {
-      const double used = budgetUse(p, k, s.choice);
-      if (used > p.budgets[k].limit) {
-        over = true;
-        limits[k] -= (used - p.budgets[k].limit) + 1e-9 * std::fabs(p.budgets[k].limit);
-      }
-    }
-    if (!over) break;
-    if (attempt == 5) throwInternal("bit ILP: GLPK's answer keeps exceeding a budget by its tolerance");
+    if (attempt == 60) throwInternal("bit ILP: no limit between GLPK's tolerance and the budget gives an answer within it");
   }
   s.objective = 0;
   for (size_t i = 0; i < p.layers.size(); ++i) s.objective += p.layers[i].cost[static_cast<size_t>(s.choice[i])];
