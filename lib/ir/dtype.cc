@@ -1,5 +1,7 @@
 #include "lib/ir/dtype.h"
 
+#include <cstdint>
+
 namespace ptq::ir {
 
 int dtypeBits(DType t) {
@@ -18,8 +20,11 @@ int dtypeBits(DType t) {
 }
 
 size_t dtypeStorageBytes(DType t, int64_t count) {
-  const int bits = dtypeBits(t);
-  return static_cast<size_t>((count * bits + 7) / 8);
+  // In 128 bits, saturated: a count that passed the int64 element-count check can still overflow
+  // count * 128 (complex128); SIZE_MAX then exceeds every real buffer and is refused by the reader.
+  const unsigned __int128 bits = static_cast<unsigned>(dtypeBits(t));
+  const unsigned __int128 bytes = (static_cast<unsigned __int128>(count < 0 ? 0 : count) * bits + 7) / 8;
+  return bytes > SIZE_MAX ? SIZE_MAX : static_cast<size_t>(bytes);
 }
 
 std::string dtypeName(DType t) {
