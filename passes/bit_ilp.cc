@@ -93,7 +93,7 @@ Outcome solve(const IlpProblem& p, const std::vector<std::vector<double>>& objec
   }
   // Budgets, written as increments over each layer's cheapest candidate: sum_c x[i][c] = 1 makes
   //   sum w[i][c] x[i][c] <= limit   the same as   sum (w[i][c] - min_c w[i][c]) x[i][c] <= limit - sum_i min_c w[i][c].
-  // Candidates of equal-sized layers have nearly parallel columns in the first form (bytes 482000000 and
+  // Candidates of nearly equal size have nearly parallel columns in the first form (bytes 482000000 and
   // 482000040 against a limit of 3e9), on which GLPK's simplex loops forever reporting numerical
   // instability; the increments are well scaled, and GLPK's tolerance then applies to them rather than
   // to the whole budget. Each row is scaled to a largest coefficient of 1.
@@ -237,7 +237,7 @@ IlpSolution solveBitIlp(const IlpProblem& p) {
     limits.push_back(p.budgets[k].limit);
   }
   IlpSolution s;
-  // GLPK accepts a row within its feasibility tolerance (about 2e-7 of the limit here), so its optimum
+  // GLPK accepts a row within its feasibility tolerance (about 2e-7 of the row's largest increment), so its optimum
   // may overshoot a budget by that much. The limits are then lowered by t times the overshoot seen,
   // t found by doubling and bisection: too small a t lets an overshooting choice through again, too
   // large a t also shuts out the choices that meet a budget exactly (often the only ones, e.g. every

@@ -111,9 +111,6 @@ ir::Tensor ExternalDataResolver::read(const std::string& tensor_name, DType dtyp
     throwInput(model_path_ + ": tensor '" + tensor_name + "' has dims " + ir::shapeToString(shape) +
                " whose element count is negative or too large");
   const size_t expected = ir::dtypeStorageBytes(dtype, numel);
-  if (expected == SIZE_MAX)
-    throwInput(model_path_ + ": tensor '" + tensor_name + "' has dims " + ir::shapeToString(shape) +
-               " whose byte size overflows");
   const Mapping& m = open(tensor_name, location);
   if (offset < 0) throwInput(model_path_ + ": tensor '" + tensor_name + "' has a negative external data offset");
   if (static_cast<uint64_t>(offset) > UINT64_MAX - base_offset_ ||
@@ -163,8 +160,6 @@ ir::Tensor tensorFromProto(onnx::TensorProto& proto, const std::string& what, Ex
   if (!ir::checkedNumel(shape, &numel))
     throwInput(what + " has dims " + ir::shapeToString(shape) + " whose element count overflows");
   const size_t expected = ir::dtypeStorageBytes(dtype, numel);
-  if (expected == SIZE_MAX)
-    throwInput(what + " has dims " + ir::shapeToString(shape) + " whose byte size overflows");
 
   if (proto.data_location() == onnx::TensorProto::EXTERNAL) {
     if (!resolver) throwInput(what + " uses external data, which is not allowed here");

@@ -1,7 +1,5 @@
 #include "lib/ir/dtype.h"
 
-#include <cstdint>
-
 namespace ptq::ir {
 
 int dtypeBits(DType t) {
@@ -20,11 +18,8 @@ int dtypeBits(DType t) {
 }
 
 size_t dtypeStorageBytes(DType t, int64_t count) {
-  // In 128 bits, saturated: a count that passed the int64 element-count check can still overflow
-  // count * 128 (complex128); SIZE_MAX then exceeds every real buffer and is refused by the reader.
-  const unsigned __int128 bits = static_cast<unsigned>(dtypeBits(t));
-  const unsigned __int128 bytes = (static_cast<unsigned __int128>(count < 0 ? 0 : count) * bits + 7) / 8;
-  return bytes > SIZE_MAX ? SIZE_MAX : static_cast<size_t>(bytes);
+  const int bits = dtypeBits(t);
+  return static_cast<size_t>((count * bits + 7) / 8);
 }
 
 std::string dtypeName(DType t) {

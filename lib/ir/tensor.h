@@ -15,9 +15,9 @@ namespace ptq::ir {
 using Shape = std::vector<int64_t>;
 
 int64_t shapeNumel(const Shape& s);
-// The most elements a tensor read from a file may have: numel * 64 bits still fits int64, so byte
-// counts computed from it cannot overflow.
-inline constexpr int64_t kMaxTensorElements = INT64_MAX / 64;
+// The most elements a tensor read from a file may have: numel * 128 bits (complex128, the widest
+// dtype) still fits int64, so byte counts computed from it cannot overflow.
+inline constexpr int64_t kMaxTensorElements = INT64_MAX / 128;
 // prod(s) when every dim is >= 0 and the product stays <= kMaxTensorElements; false otherwise
 // (*numel untouched). Readers call it before trusting a shape from a file.
 bool checkedNumel(const Shape& s, int64_t* numel);
