@@ -289,3 +289,53 @@ TEST_CASE("dequantizeRows rejects inconsistent buffers", "[quant][rtn][error]") 
   errorText([&] { dequantizeRows(q, y.data()); }, &code);
   CHECK(code == ptq::ExitCode::kInternal);
 }
+
+TEST_CASE("codes of values at and next to rounding ties are the division's in every instruction set",
+          "[quant][rtn][fast]") {
+  // The kernels compute x / s as x * (1/s) unless a value is close to a half-integer step (see
+  // roundedQuotients); these values sit on ties and one or two ulps either side, where the product
+  // and the division round differently, with groups of exactly representable and of awkward scales.
+  std::vector<float> x;
+  std::mt19937 rng(7);
+  for (const float absmax : {127.0f, 1.0f, 0.0371f, 3.3e-5f, 1.7e4f}) {
+    const float s = absmax / 127.0f;  // the int8 symmetric scale of a group whose |max| is absmax
+    std::vector<float> g{absmax, -absmax};
+    while (g.size() < 256) {
+      const int k = static_cast<int>(rng() % 250) - 125;
+      float v = (static_cast<float>(k) + 0.5f) * s;
+      const int ulps = static_cast<int>(rng() % 5) - 2;
+      for (int u = 0; u < std::abs(ulps); ++u) v = std::nextafter(v, ulps > 0 ? 1e30f : -1e30f);
+      if (std::fabs(v) < absmax) g.push_back(v);
+    }
+    x.insert(x.end(), g.begin(), g.end());
+  }
+  const int64_t rows = 5, cols = 256;
+  int isas_run = 0, differing = 0;
+  for (const char* isa : {"baseline", "avx2", "avx512"}) {
+    if (!setRtnKernelIsa(isa)) continue;
+    ++isas_run;
+    INFO("kernels " << rtnKernelIsa());
+    for (int bits : {8, 4}) {
+      QuantOptions o;
+      o.grid = GridSpec{bits, true, true};
+      const QuantizedRows ref = quantizeRowsRef(x.data(), rows, cols, cols, o);
+      REQUIRE(sameBytes(ref, quantizeRows(x.data(), rows, cols, cols, o)));
+      for (int64_t r = 0; r < rows; ++r) {
+        std::vector<uint8_t> codes(cols), zp(1);
+        std::vector<float> scale(1);
+        ErrorSums sums;
+        REQUIRE(quantizeRowWithError(x.data() + r * cols, cols, cols, o, codes.data(), scale.data(), zp.data(), &sums));
+        CHECK(std::equal(codes.begin(), codes.end(), ref.codes.begin() + r * cols));
+        // The product alone would have got some of these wrong: the test looks where it must.
+        const float s = ref.scales[static_cast<size_t>(r)], inv = 1.0f / s;
+        for (int64_t c = 0; c < cols; ++c) {
+          const float v = x[static_cast<size_t>(r * cols + c)];
+          differing += std::nearbyint(v * inv) != std::nearbyint(v / s);
+        }
+      }
+    }
+  }
+  setRtnKernelIsa("");
+  CHECK(isas_run >= 1);
+  CHECK(differing > 0);
+}
