@@ -10,7 +10,6 @@
 #include "lib/runtime/block_runner.h"
 #include "lib/runtime/session.h"
 #include "lib/util/error.h"
-#include "lib/util/file_pages.h"
 #include "passes/gptq_layer.h"
 #include "passes/hessian.h"
 #include "passes/weight_quantizer.h"
@@ -221,7 +220,7 @@ class GptqPass final : public pipeline::Pass {
     }
     const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     l.weight->quant = r.quant;
-    util::releaseFilePages(l.weight->initializer.data(), l.weight->initializer.nbytes());  // see rtn.cc
+    l.weight->initializer.releaseMemory();  // see rtn.cc
     l.metrics["gptq_loss"] = r.loss;
     l.metrics["rtn_loss"] = r.rtn_loss;
     l.metrics["damp"] = r.damp;
@@ -248,7 +247,7 @@ class GptqPass final : public pipeline::Pass {
       throw e.withContext(l.label());
     }
     l.weight->quant->method = "rtn";
-    util::releaseFilePages(l.weight->initializer.data(), l.weight->initializer.nbytes());
+    l.weight->initializer.releaseMemory();
     ctx.plan.note(l, "gptq", "rounded to nearest: " + why);
   }
 

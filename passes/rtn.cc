@@ -3,7 +3,6 @@
 #include <spdlog/spdlog.h>
 
 #include "lib/util/error.h"
-#include "lib/util/file_pages.h"
 #include "passes/weight_quantizer.h"
 
 namespace ptq::passes {
@@ -35,9 +34,9 @@ class RtnPass final : public pipeline::Pass {
         throw e.withContext(l->label());
       }
       l->weight->quant->method = "rtn";
-      // Done with the float weight: an external-data weight's pages go back to the file (it is
-      // re-read if a later stage looks at it again).
-      util::releaseFilePages(l->weight->initializer.data(), l->weight->initializer.nbytes());
+      // Done with the float weight: a weight mapped from the model's file gives its pages back (and an
+      // unaligned one its aligned copy); it is read again if a later stage looks at it.
+      l->weight->initializer.releaseMemory();
       ++quantized;
       int64_t clamped = 0;
       const ir::Tensor& s = l->weight->quant->scales;

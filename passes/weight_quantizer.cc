@@ -19,12 +19,14 @@ std::shared_ptr<QW> quantizeWeight(const ir::Tensor& w, int64_t reduce_axis, int
   opts.clip_min_ratio = clip_min_ratio;
 
   const ir::Shape& shape = w.shape();
-  const float* x = w.data<float>();
+  // The bytes where they lie: an unaligned weight viewed in the model file is read in place rather
+  // than through an aligned copy of the whole tensor (tensor.h).
+  const void* x = w.bytes();
   auto q = std::make_shared<QW>();
   quant::QuantizedTensor qt;
   switch (s.granularity) {
     case Granularity::kTensor:
-      qt = quant::quantizeTensor(x, shape, quant::kPerTensor, 0, opts);
+      qt = quant::quantizeTensorBytes(x, shape, quant::kPerTensor, 0, opts);
       q->granularity = quant::Granularity::kTensor;
       break;
     case Granularity::kChannel: {
@@ -32,8 +34,8 @@ std::shared_ptr<QW> quantizeWeight(const ir::Tensor& w, int64_t reduce_axis, int
       // [channels, rest] when the channel axis is first, or [rest, channels] when last (2-D).
       const int64_t channels = shape[static_cast<size_t>(channel_axis)];
       const int64_t rest = w.numel() / channels;
-      if (channel_axis == 0) qt = quant::quantizeTensor(x, {channels, rest}, 1, rest, opts);
-      else if (channel_axis == static_cast<int64_t>(shape.size()) - 1) qt = quant::quantizeTensor(x, {rest, channels}, 0, rest, opts);
+      if (channel_axis == 0) qt = quant::quantizeTensorBytes(x, {channels, rest}, 1, rest, opts);
+      else if (channel_axis == static_cast<int64_t>(shape.size()) - 1) qt = quant::quantizeTensorBytes(x, {rest, channels}, 0, rest, opts);
       else throwInternal("per-channel quantization needs the channel axis first or last");
       qt.shape = shape;
       qt.scale_shape = {channels};
@@ -50,7 +52,7 @@ std::shared_ptr<QW> quantizeWeight(const ir::Tensor& w, int64_t reduce_axis, int
         per_channel.granularity = Granularity::kChannel;
         return quantizeWeight(w, reduce_axis, channel_axis, per_channel, clip_steps, clip_min_ratio);
       }
-      qt = quant::quantizeTensor(x, shape, reduce_axis, s.group_size, opts);
+      qt = quant::quantizeTensorBytes(x, shape, reduce_axis, s.group_size, opts);
       q->granularity = quant::Granularity::kGroup;
       q->axis = reduce_axis;
       q->block_size = s.group_size;

@@ -11,11 +11,14 @@
 namespace ptq::onnx_io {
 
 struct LoadOptions {
-  // Map external-data files read-only instead of reading them into memory.
+  // Map the model file and its external-data files read-only and use the weights in place (an
+  // initializer's raw data viewed inside the file, see raw_data_scan.h) instead of reading them into
+  // memory. Off: protobuf parses the file from a stream and every weight is copied.
   bool mmap_external_data = true;
 };
 
-// Reads a .onnx file (any size; external data resolved relative to the model's folder).
+// Reads a .onnx file (any size; external data resolved relative to the model's folder). Large
+// weights, inline or external, are views into read-only mappings of the files, not copies.
 // Constant nodes become initializer values (from_constant_node = true).
 // Throws ptq::Error(kInput) naming the file for: missing file, not ONNX, truncated, missing or short
 // external-data file, unsupported dtype, dangling value references.

@@ -14,8 +14,10 @@
 #include <onnx/onnx_pb.h>
 
 #include "formats/onnx/onnx_io.h"
+#include "formats/onnx/raw_data_scan.h"
 #include "formats/onnx/tensor_proto.h"
 #include "lib/util/error.h"
+#include "lib/util/file_pages.h"
 
 namespace ptq::onnx_io {
 
@@ -27,19 +29,24 @@ namespace {
 
 class GraphReader {
  public:
+  // `raws`: the raw data of the top-level graph's initializers left in the file's buffer, by index.
   GraphReader(const std::string& file, ExternalDataResolver* resolver,
-              std::function<void(Graph&)> add_initializers = nullptr)
-      : file_(file), resolver_(resolver), add_initializers_(std::move(add_initializers)) {}
+              std::function<void(Graph&)> add_initializers = nullptr, const std::vector<RawDataView>* raws = nullptr)
+      : file_(file), resolver_(resolver), add_initializers_(std::move(add_initializers)), raws_(raws) {}
 
   void read(onnx::GraphProto& gp, Graph& g) {
     g.name = gp.name();
     g.doc_string = gp.doc_string();
     const std::string where = file_ + ": graph '" + gp.name() + "'";
 
+    size_t index = 0;
     for (auto& tp : *gp.mutable_initializer()) {
+      const RawDataView* raw = nullptr;
+      if (!g.parent && raws_ && index < raws_->size() && (*raws_)[index].data) raw = &(*raws_)[index];
+      ++index;
       Value* v = g.addInitializer(tp.name(), ir::Tensor());
       v->external_data = tp.data_location() == onnx::TensorProto::EXTERNAL;
-      v->initializer = tensorFromProto(tp, where + ": initializer '" + tp.name() + "'", resolver_);
+      v->initializer = tensorFromProto(tp, where + ": initializer '" + tp.name() + "'", resolver_, raw);
       setTypeFromTensor(v);
     }
     for (const auto& sp : gp.sparse_initializer()) g.sparse_initializers_opaque.push_back(sp.SerializeAsString());
@@ -215,6 +222,7 @@ class GraphReader {
   std::string file_;
   ExternalDataResolver* resolver_;
   std::function<void(Graph&)> add_initializers_;
+  const std::vector<RawDataView>* raws_;
 };
 
 std::string dirOf(const std::string& path) {
@@ -237,7 +245,7 @@ void parseModelFd(int fd, const std::string& path, onnx::ModelProto& mp) {
 }
 
 ir::Model convert(onnx::ModelProto& mp, const std::string& path, ExternalDataResolver* resolver,
-                  std::function<void(Graph&)> add_initializers = nullptr) {
+                  std::function<void(Graph&)> add_initializers = nullptr, const std::vector<RawDataView>* raws = nullptr) {
   if (!mp.has_graph())
     throwInput(path + ": not an ONNX model (no graph; the file may be truncated or of another format)");
   if (mp.ir_version() <= 0)
@@ -260,8 +268,34 @@ ir::Model convert(onnx::ModelProto& mp, const std::string& path, ExternalDataRes
     m.function_summaries.push_back(std::move(fs));
   }
   for (const auto& t : mp.training_info()) m.training_info_opaque.push_back(t.SerializeAsString());
-  GraphReader(path, resolver, std::move(add_initializers)).read(*mp.mutable_graph(), *m.graph);
+  GraphReader(path, resolver, std::move(add_initializers), raws).read(*mp.mutable_graph(), *m.graph);
   return m;
+}
+
+// Raw data this long or longer stays in the file's buffer; shorter tensors are copied (a view of
+// them could not give a page back anyway).
+constexpr size_t kViewRawDataBytes = 4096;
+
+// Parses a whole model held in [bytes, bytes + n), which `keepalive` keeps alive: the large
+// initializers' raw data is not copied but viewed in place (raw_data_scan.h). Throws kInput naming
+// `path` when it is not ONNX.
+void parseModelBuffer(const char* bytes, size_t n, const std::shared_ptr<const void>& keepalive, const std::string& path,
+                      onnx::ModelProto& mp, std::vector<RawDataView>& raws) {
+  std::vector<RawDataRange> ranges;
+  raws.clear();
+  if (parseModelWithoutRawData(bytes, n, kViewRawDataBytes, mp, ranges)) {
+    raws.reserve(ranges.size());
+    for (const RawDataRange& r : ranges) raws.push_back({r.data, r.size, r.data ? keepalive : nullptr});
+    return;
+  }
+  mp.Clear();  // not laid out as the scan expects: protobuf parses it whole (and says what is wrong)
+  bool ok = n <= static_cast<size_t>(INT_MAX);
+  if (ok) {
+    google::protobuf::io::CodedInputStream coded(reinterpret_cast<const uint8_t*>(bytes), static_cast<int>(n));
+    coded.SetTotalBytesLimit(INT_MAX);
+    ok = mp.ParseFromCodedStream(&coded) && coded.ConsumedEntireMessage();
+  }
+  if (!ok) throwInput(path + ": not a valid ONNX model (protobuf parsing failed: the file is truncated or not ONNX)");
 }
 
 }  // namespace
@@ -280,9 +314,19 @@ ir::Model loadModel(const std::string& path, const LoadOptions& opts) {
     throwInput(path + ": empty file, not an ONNX model");
   }
   onnx::ModelProto mp;
-  parseModelFd(fd, path, mp);
+  std::vector<RawDataView> raws;
+  // A regular file is mapped read-only and its weights are used in place; anything else (or a failed
+  // mmap) is read through protobuf's stream.
+  std::shared_ptr<const void> map;
+  if (opts.mmap_external_data && S_ISREG(st.st_mode)) map = util::mapFileReadOnly(fd, static_cast<size_t>(st.st_size));
+  if (map) {
+    ::close(fd);
+    parseModelBuffer(static_cast<const char*>(map.get()), static_cast<size_t>(st.st_size), map, path, mp, raws);
+  } else {
+    parseModelFd(fd, path, mp);
+  }
   ExternalDataResolver resolver(dirOf(path), path, opts.mmap_external_data);
-  return convert(mp, path, &resolver);
+  return convert(mp, path, &resolver, nullptr, &raws);
 }
 
 namespace {
@@ -317,10 +361,14 @@ std::vector<std::string> externalDataFiles(const std::string& path) {
 }
 
 ir::Model loadModelFromBytes(const std::string& bytes, const std::string& what) {
+  // Through the same in-place parse as loadModel (so the fuzz target exercises it), on a copy that
+  // the tensors keep alive.
+  auto copy = std::make_shared<const std::string>(bytes);
   onnx::ModelProto mp;
-  if (!mp.ParseFromString(bytes)) throwInput(what + ": not a valid ONNX model (protobuf parsing failed)");
+  std::vector<RawDataView> raws;
+  parseModelBuffer(copy->data(), copy->size(), std::shared_ptr<const void>(copy, copy->data()), what, mp, raws);
   ExternalDataResolver resolver(".", what, true);
-  return convert(mp, what, &resolver);
+  return convert(mp, what, &resolver, nullptr, &raws);
 }
 
 ir::Model loadEmbeddedModel(const std::string& bytes, const std::string& what, const EmbeddedLoadOptions& opts) {

@@ -1,7 +1,6 @@
 #include "formats/onnx/tensor_proto.h"
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -79,16 +78,11 @@ const ExternalDataResolver::Mapping& ExternalDataResolver::open(const std::strin
   }
   m.size = static_cast<size_t>(st.st_size);
   if (use_mmap_ && m.size > 0) {
-    void* p = ::mmap(nullptr, m.size, PROT_READ, MAP_PRIVATE, fd, 0);
-    ::close(fd);
-    if (p == MAP_FAILED) throwInput(path + ": mmap failed: " + std::strerror(errno));
-    const size_t size = m.size;
     // Registered so that passes and the writer can give back the pages of weights they are done with.
-    util::registerFileMapping(p, size);
-    m.base = std::shared_ptr<const void>(p, [size](const void* q) {
-      util::unregisterFileMapping(q);
-      ::munmap(const_cast<void*>(q), size);
-    });
+    m.base = util::mapFileReadOnly(fd, m.size);
+    const int err = errno;
+    ::close(fd);
+    if (!m.base) throwInput(path + ": mmap failed: " + std::strerror(err));
   } else {
     auto buf = std::shared_ptr<std::vector<char>>(new std::vector<char>(m.size));
     size_t got = 0;
@@ -148,7 +142,8 @@ ir::Tensor fromRepeated(DType dtype, ir::Shape shape, int64_t numel, const Src& 
 
 }  // namespace
 
-ir::Tensor tensorFromProto(onnx::TensorProto& proto, const std::string& what, ExternalDataResolver* resolver) {
+ir::Tensor tensorFromProto(onnx::TensorProto& proto, const std::string& what, ExternalDataResolver* resolver,
+                           const RawDataView* raw) {
   if (!proto.has_data_type() || !ir::dtypeIsKnown(proto.data_type()))
     throwInput(what + " has unsupported data type " + std::to_string(proto.data_type()));
   const DType dtype = static_cast<DType>(proto.data_type());
@@ -184,6 +179,12 @@ ir::Tensor tensorFromProto(onnx::TensorProto& proto, const std::string& what, Ex
     if (static_cast<int64_t>(v.size()) != numel)
       throwInput(what + " has " + std::to_string(v.size()) + " strings for shape " + ir::shapeToString(shape));
     return ir::Tensor::fromStrings(std::move(shape), std::move(v));
+  }
+  if (raw) {
+    if (raw->size != expected)
+      throwInput(what + " has " + std::to_string(raw->size) + " bytes of raw data but " + ir::dtypeName(dtype) +
+                 ir::shapeToString(shape) + " needs " + std::to_string(expected));
+    return ir::Tensor::view(dtype, std::move(shape), raw->data, expected, raw->keepalive);
   }
   if (proto.has_raw_data()) {
     if (proto.raw_data().size() != expected)
@@ -237,7 +238,7 @@ void tensorToProto(const ir::Tensor& t, const std::string& name, onnx::TensorPro
     for (const auto& s : t.strings()) proto.add_string_data(s);
     return;
   }
-  proto.set_raw_data(t.data(), t.nbytes());
+  proto.set_raw_data(t.bytes(), t.nbytes());
 }
 
 }  // namespace ptq::onnx_io

@@ -40,10 +40,19 @@ class ExternalDataResolver {
   std::map<std::string, Mapping> files_;
 };
 
+// Raw data that stayed in the model file's buffer (raw_data_scan.h), kept alive by `keepalive`.
+struct RawDataView {
+  const void* data = nullptr;
+  size_t size = 0;
+  std::shared_ptr<const void> keepalive;
+};
+
 // Converts a TensorProto; `what` names it in errors (e.g. "initializer 'w'"). `resolver` may be null
 // when external data is not allowed (attribute tensors of text-parsed models).
-// The proto's raw_data is moved out (zero-copy), so the proto is left without its data.
-ir::Tensor tensorFromProto(onnx::TensorProto& proto, const std::string& what, ExternalDataResolver* resolver);
+// The proto's raw_data is moved out (zero-copy), so the proto is left without its data. `raw`, when
+// given, is the raw_data the proto was parsed without: the tensor views it in place.
+ir::Tensor tensorFromProto(onnx::TensorProto& proto, const std::string& what, ExternalDataResolver* resolver,
+                           const RawDataView* raw = nullptr);
 // Fills `proto` with name, dims, dtype and inline raw data (string_data for strings).
 void tensorToProto(const ir::Tensor& t, const std::string& name, onnx::TensorProto& proto);
 

@@ -55,8 +55,8 @@ class ExternalDataWriter {
     static const char zeros[4096] = {};
     if (pad) file_->write(zeros, pad);
     offset_ += pad;
-    file_->write(t.data(), t.nbytes());
-    util::releaseFilePages(t.data(), t.nbytes());  // a float weight read from a mapped file: written, done
+    file_->write(t.bytes(), t.nbytes());
+    util::releaseFilePages(t.bytes(), t.nbytes());  // a float weight read from a mapped file: written, done
     if (offset_ == 0) crashPoint("save:data-partial");  // one tensor of the data file written
     const TensorPlacement placed{false, location_, offset_, t.nbytes()};
     offset_ += t.nbytes();
@@ -304,7 +304,7 @@ wire::Pieces spliceGraph(const std::string& graph, const std::vector<const ir::T
       continue;
     }
     wire::Pieces raw;
-    raw.borrow(t->data(), t->nbytes());
+    raw.borrow(t->bytes(), t->nbytes());
     wire::Pieces tensor = wire::insertField(graph.substr(f.payload, f.end - f.payload), kTensorRawData, std::move(raw));
     wire::appendVarint(pending, wire::lengthTag(kGraphInitializer));
     wire::appendVarint(pending, tensor.size());

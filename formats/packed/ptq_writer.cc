@@ -106,7 +106,7 @@ PackStats writePacked(const ir::Model& model, const std::string& path, const Pro
     // their own would cost more in header and alignment than it holds.
     if (v.initializer.dtype() == ir::DType::kString || v.initializer.nbytes() < kInlineBelowBytes)
       return onnx_io::TensorPlacement{true, "", 0, 0};
-    const size_t i = blobs.add("tensor:" + v.name(), v.initializer.data(), v.initializer.nbytes());
+    const size_t i = blobs.add("tensor:" + v.name(), v.initializer.bytes(), v.initializer.nbytes());
     return onnx_io::TensorPlacement{false, location, blobs.offsetOf(i), v.initializer.nbytes()};
   };
   for (ir::Value* v : model.graph->initializers()) {

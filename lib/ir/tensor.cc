@@ -1,10 +1,13 @@
 #include "lib/ir/tensor.h"
 
+#include <atomic>
 #include <cmath>
 #include <cstring>
+#include <mutex>
 #include <type_traits>
 
 #include "lib/util/error.h"
+#include "lib/util/file_pages.h"
 
 namespace ptq::ir {
 
@@ -14,32 +17,40 @@ int64_t shapeNumel(const Shape& s) {
   return n;
 }
 
+namespace {
+// Element i of a tensor's bytes at any alignment (memcpy compiles to a plain load): the scans below
+// read unaligned views in place instead of making their aligned copies.
+template <typename T>
+T loadAt(const Tensor& t, int64_t i) {
+  T v;
+  std::memcpy(&v, static_cast<const unsigned char*>(t.bytes()) + i * static_cast<int64_t>(sizeof(T)), sizeof(T));
+  return v;
+}
+}  // namespace
+
 int64_t firstNonFinite(const Tensor& t) {
   const int64_t n = t.numel();
   if (t.dtype() == DType::kFloat32) {
-    const float* x = t.data<float>();
     for (int64_t i = 0; i < n; ++i)
-      if (!std::isfinite(x[i])) return i;
+      if (!std::isfinite(loadAt<float>(t, i))) return i;
   } else if (t.dtype() == DType::kFloat64) {
-    const double* x = t.data<double>();
     for (int64_t i = 0; i < n; ++i)
-      if (!std::isfinite(x[i])) return i;
+      if (!std::isfinite(loadAt<double>(t, i))) return i;
   } else if (t.dtype() == DType::kFloat16 || t.dtype() == DType::kBFloat16) {
     // All-ones exponent is Inf/NaN in both formats.
     const uint16_t mask = t.dtype() == DType::kFloat16 ? 0x7c00 : 0x7f80;
-    const uint16_t* x = t.data<uint16_t>();
     for (int64_t i = 0; i < n; ++i)
-      if ((x[i] & mask) == mask) return i;
+      if ((loadAt<uint16_t>(t, i) & mask) == mask) return i;
   }
   return -1;
 }
 
 std::string describeNonFinite(const Tensor& t, int64_t i) {
   double v = 0;
-  if (t.dtype() == DType::kFloat32) v = t.data<float>()[i];
-  else if (t.dtype() == DType::kFloat64) v = t.data<double>()[i];
-  else if (t.dtype() == DType::kFloat16) v = halfToFloat(t.data<uint16_t>()[i]);
-  else if (t.dtype() == DType::kBFloat16) v = bfloat16ToFloat(t.data<uint16_t>()[i]);
+  if (t.dtype() == DType::kFloat32) v = loadAt<float>(t, i);
+  else if (t.dtype() == DType::kFloat64) v = loadAt<double>(t, i);
+  else if (t.dtype() == DType::kFloat16) v = halfToFloat(loadAt<uint16_t>(t, i));
+  else if (t.dtype() == DType::kBFloat16) v = bfloat16ToFloat(loadAt<uint16_t>(t, i));
   return std::isnan(v) ? "NaN" : (v > 0 ? "+Inf" : "-Inf");
 }
 
@@ -119,6 +130,25 @@ Tensor Tensor::fromByteVector(DType dtype, Shape shape, std::vector<uint8_t>&& b
   return t;
 }
 
+// The aligned copy of an unaligned view, shared by every Tensor that shares the view. Made under the
+// lock on first use; `ptr` lets later readers skip the lock.
+class AlignedCopy {
+ public:
+  std::mutex mu;
+  std::atomic<const void*> ptr{nullptr};
+  std::shared_ptr<uint8_t> buf;
+};
+
+namespace {
+// The alignment a typed read of one element needs (complex types are read as pairs of their parts).
+size_t elementAlignment(DType dtype) {
+  const int bits = dtypeBits(dtype);
+  size_t a = bits >= 8 ? static_cast<size_t>(bits / 8) : 1;
+  if (dtype == DType::kComplex64 || dtype == DType::kComplex128) a /= 2;
+  return a > 8 ? 8 : a;
+}
+}  // namespace
+
 Tensor Tensor::view(DType dtype, Shape shape, const void* bytes, size_t nbytes, std::shared_ptr<const void> keepalive) {
   Tensor t;
   t.dtype_ = dtype;
@@ -127,7 +157,30 @@ Tensor Tensor::view(DType dtype, Shape shape, const void* bytes, size_t nbytes, 
   t.data_ = bytes;
   t.owner_ = std::move(keepalive);
   t.is_view_ = true;
+  if (reinterpret_cast<uintptr_t>(bytes) % elementAlignment(dtype) != 0) t.lazy_ = std::make_shared<AlignedCopy>();
   return t;
+}
+
+const void* Tensor::lazyData() const {
+  if (const void* p = lazy_->ptr.load(std::memory_order_acquire)) return p;
+  std::lock_guard<std::mutex> lock(lazy_->mu);
+  if (!lazy_->buf) {
+    auto buf = allocBytes(nbytes_);
+    if (nbytes_) std::memcpy(buf.get(), data_, nbytes_);
+    util::releaseFilePages(data_, nbytes_);  // the copy is what is read from now on
+    lazy_->buf = std::move(buf);
+    lazy_->ptr.store(lazy_->buf.get(), std::memory_order_release);
+  }
+  return lazy_->buf.get();
+}
+
+void Tensor::releaseMemory() const {
+  if (lazy_) {
+    std::lock_guard<std::mutex> lock(lazy_->mu);
+    lazy_->ptr.store(nullptr, std::memory_order_release);
+    lazy_->buf.reset();
+  }
+  if (is_view_) util::releaseFilePages(data_, nbytes_);
 }
 
 Tensor Tensor::fromFloats(Shape shape, const std::vector<float>& v) {
@@ -150,10 +203,11 @@ void* Tensor::mutableData() {
   if (dtype_ == DType::kString) throwInternal("mutableData() on a string tensor");
   if (is_view_ || owner_.use_count() > 1) {
     auto buf = allocBytes(nbytes_);
-    if (nbytes_) std::memcpy(buf.get(), data_, nbytes_);
+    if (nbytes_) std::memcpy(buf.get(), data_, nbytes_);  // memcpy: data_ may be unaligned
     data_ = buf.get();
     owner_ = std::move(buf);
     is_view_ = false;
+    lazy_.reset();
   }
   return const_cast<void*>(data_);
 }

@@ -1,6 +1,6 @@
 // Tensor: dtype + shape + bytes. The bytes are either owned (a heap buffer) or a read-only view into
-// a memory-mapped external-data file; both are reference counted, so copying a Tensor is cheap and
-// shares the bytes. Mutation goes through mutableData(), which copies first when the bytes are shared
+// a memory-mapped model or external-data file; both are reference counted, so copying a Tensor is cheap
+// and shares the bytes. Mutation goes through mutableData(), which copies first when the bytes are shared
 // or mapped (copy-on-write), so a pass never writes into another tensor or into a mapped file.
 #pragma once
 #include <cstdint>
@@ -11,6 +11,8 @@
 #include "lib/ir/dtype.h"
 
 namespace ptq::ir {
+
+class AlignedCopy;  // tensor.cc: the aligned copy of an unaligned view
 
 using Shape = std::vector<int64_t>;
 
@@ -32,7 +34,11 @@ class Tensor {
   static Tensor fromBytes(DType dtype, Shape shape, const void* bytes, size_t nbytes);
   // Takes `bytes` over without copying (its size must be dtypeStorageBytes(dtype, numel)).
   static Tensor fromByteVector(DType dtype, Shape shape, std::vector<uint8_t>&& bytes);
-  // Non-owning view kept alive by `keepalive` (e.g. an mmap of an external-data file).
+  // Non-owning view kept alive by `keepalive` (e.g. an mmap of the model or its external data). The
+  // bytes may lie at any address: raw data inside a protobuf file mostly is not aligned for its type,
+  // and reading a float through a misaligned pointer is undefined. An unaligned view therefore hands
+  // out an aligned copy from data(), made on first use and dropped again by releaseMemory(); bytes()
+  // never copies.
   static Tensor view(DType dtype, Shape shape, const void* bytes, size_t nbytes, std::shared_ptr<const void> keepalive);
   static Tensor fromFloats(Shape shape, const std::vector<float>& v);
   static Tensor fromInt64s(Shape shape, const std::vector<int64_t>& v);
@@ -46,8 +52,17 @@ class Tensor {
   bool empty() const { return dtype_ == DType::kUndefined; }
   bool isView() const { return is_view_; }
 
-  const void* data() const { return data_; }
-  template <typename T> const T* data() const { return static_cast<const T*>(data_); }
+  // The elements, aligned for the dtype (see view()).
+  const void* data() const { return lazy_ ? lazyData() : data_; }
+  template <typename T> const T* data() const { return static_cast<const T*>(data()); }
+  // The same bytes where they lie, possibly unaligned: for consumers that only copy or hash bytes
+  // (writers), so that writing a weight never makes an aligned copy of it.
+  const void* bytes() const { return data_; }
+  // Done with the bytes for now: the pages of a view into a mapped file go back to the kernel, and an
+  // unaligned view drops its aligned copy (data() makes it again when asked). Call it only when no
+  // pointer that data() returned for this tensor is still in use (a pass finished with a weight):
+  // that pointer would dangle.
+  void releaseMemory() const;
   // Writable bytes; copies first when shared with another Tensor or a mapped file.
   void* mutableData();
   template <typename T> T* mutableData() { return static_cast<T*>(mutableData()); }
@@ -64,12 +79,15 @@ class Tensor {
   bool sameAs(const Tensor& o) const;
 
  private:
+  const void* lazyData() const;
+
   DType dtype_ = DType::kUndefined;
   Shape shape_;
   std::shared_ptr<const void> owner_;  // keeps data_ alive
   const void* data_ = nullptr;
   size_t nbytes_ = 0;
   bool is_view_ = false;
+  std::shared_ptr<AlignedCopy> lazy_;  // set for a view whose bytes are not aligned for the dtype
   std::vector<std::string> strings_;  // only for DType::kString
 };
 

@@ -4,7 +4,6 @@
 #include <map>
 
 #include "lib/util/error.h"
-#include "lib/util/file_pages.h"
 
 namespace ptq::pipeline {
 
@@ -138,8 +137,8 @@ class PlanBuilder {
         t.skip_reason = "non-finite weight: " + what + " (layers.non_finite = keep_float)";
       }
       // The scan read every byte; the pass that quantizes the weight reads them again later, one
-      // layer at a time, so an external-data weight need not stay resident in between.
-      util::releaseFilePages(t.weight->initializer.data(), t.weight->initializer.nbytes());
+      // layer at a time, so a weight mapped from the model's file need not stay resident in between.
+      t.weight->initializer.releaseMemory();
     }
     // Activations get Q/DQ only in the main graph: the qdq pass observes main-graph values.
     t.quantize_activations = !t.skip && scope.empty() && config_.quantizesActivations() &&

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <string>
 #include <utility>
 
@@ -39,16 +41,23 @@ AxisView viewAround(const std::vector<int64_t>& shape, int64_t axis, int64_t blo
 }
 
 // The kernels only say that a NaN/Inf was met; name the first one in the caller's tensor.
-[[noreturn]] void throwNonFiniteIn(const float* x, const std::vector<int64_t>& shape, int64_t numel) {
+// Element i of a float array at any alignment (memcpy: a plain load, without the alignment UB).
+inline float loadFloat(const unsigned char* x, int64_t i) {
+  float f;
+  std::memcpy(&f, x + i * 4, sizeof f);
+  return f;
+}
+
+[[noreturn]] void throwNonFiniteIn(const unsigned char* xb, const std::vector<int64_t>& shape, int64_t numel) {
   int64_t i = 0;
-  while (i < numel && std::isfinite(x[i])) ++i;
+  while (i < numel && std::isfinite(loadFloat(xb, i))) ++i;
   if (i == numel) throwInternal("quantizeTensor: non-finite value reported but not found");
   std::vector<int64_t> index(shape.size());
   for (size_t a = shape.size(), rest = static_cast<size_t>(i); a-- > 0;) {
     index[a] = static_cast<int64_t>(rest % static_cast<size_t>(shape[a]));
     rest /= static_cast<size_t>(shape[a]);
   }
-  throwInput("quantizeTensor: non-finite value " + std::string(std::isnan(x[i]) ? "NaN" : "Inf") + " at index " +
+  throwInput("quantizeTensor: non-finite value " + std::string(std::isnan(loadFloat(xb, i)) ? "NaN" : "Inf") + " at index " +
              shapeText(index) + " of tensor " + shapeText(shape));
 }
 
@@ -108,15 +117,28 @@ constexpr int64_t kParallelMinElements = int64_t{1} << 15;
 // Positions along `inner` gathered per tile when the blocked axis is not last.
 constexpr int64_t kTileColumns = 16;
 
-// The blocked axis is last (inner == 1): rows [outer, d] are contiguous. False on NaN/Inf.
-bool quantizeContiguous(const float* x, const AxisView& v, int64_t block, const QuantOptions& opts, QuantizedTensor& out,
-                        std::vector<ErrorSums>& sums) {
+// The blocked axis is last (inner == 1): rows [outer, d] are contiguous. Floats that are not aligned
+// (a weight viewed inside a protobuf file) are copied a row at a time into a cache-sized buffer.
+// False on NaN/Inf.
+bool quantizeContiguous(const unsigned char* xb, const AxisView& v, int64_t block, const QuantOptions& opts,
+                        QuantizedTensor& out, std::vector<ErrorSums>& sums) {
+  const bool aligned = reinterpret_cast<uintptr_t>(xb) % alignof(float) == 0;
   bool ok = true;
-#pragma omp parallel for schedule(static) reduction(&& : ok) if (v.outer * v.d >= kParallelMinElements)
-  for (int64_t r = 0; r < v.outer; ++r) {
-    ok = quantizeRowWithError(x + r * v.d, v.d, block, opts, out.codes.data() + r * v.d,
-                              out.scales.data() + r * v.blocks, out.zero_points.data() + r * v.blocks,
-                              &sums[static_cast<size_t>(r)]) && ok;
+#pragma omp parallel reduction(&& : ok) if (v.outer * v.d >= kParallelMinElements)
+  {
+    std::vector<float> row(aligned ? 0 : static_cast<size_t>(v.d));
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < v.outer; ++r) {
+      const float* x;
+      if (aligned) {
+        x = reinterpret_cast<const float*>(xb) + r * v.d;
+      } else {
+        std::memcpy(row.data(), xb + r * v.d * 4, static_cast<size_t>(v.d) * 4);
+        x = row.data();
+      }
+      ok = quantizeRowWithError(x, v.d, block, opts, out.codes.data() + r * v.d, out.scales.data() + r * v.blocks,
+                                out.zero_points.data() + r * v.blocks, &sums[static_cast<size_t>(r)]) && ok;
+    }
   }
   return ok;
 }
@@ -124,7 +146,7 @@ bool quantizeContiguous(const float* x, const AxisView& v, int64_t block, const 
 // The blocked axis is not last: each task gathers kTileColumns positions of `inner` into rows of
 // length d in a cache-sized scratch buffer, quantizes them, and writes codes and parameters straight
 // to their places in the tensor's layout (no tensor-sized transposed copy). False on NaN/Inf.
-bool quantizeTiled(const float* x, const AxisView& v, int64_t block, const QuantOptions& opts, QuantizedTensor& out,
+bool quantizeTiled(const unsigned char* xb, const AxisView& v, int64_t block, const QuantOptions& opts, QuantizedTensor& out,
                    std::vector<ErrorSums>& sums) {
   const int64_t tiles_per_outer = (v.inner + kTileColumns - 1) / kTileColumns;
   const int64_t tiles = v.outer * tiles_per_outer;
@@ -141,8 +163,8 @@ bool quantizeTiled(const float* x, const AxisView& v, int64_t block, const Quant
       const int64_t tk = std::min(kTileColumns, v.inner - k0);
       const int64_t base = o * v.d * v.inner + k0;
       for (int64_t j = 0; j < v.d; ++j) {
-        const float* src = x + base + j * v.inner;
-        for (int64_t c = 0; c < tk; ++c) xs[static_cast<size_t>(c * v.d + j)] = src[c];
+        const int64_t src = base + j * v.inner;
+        for (int64_t c = 0; c < tk; ++c) xs[static_cast<size_t>(c * v.d + j)] = loadFloat(xb, src + c);
       }
       for (int64_t c = 0; c < tk; ++c) {
         const size_t row = static_cast<size_t>(o * v.inner + k0 + c);
@@ -169,7 +191,13 @@ bool quantizeTiled(const float* x, const AxisView& v, int64_t block, const Quant
 
 QuantizedTensor quantizeTensor(const float* x, const std::vector<int64_t>& shape, int64_t axis, int64_t block_size,
                                const QuantOptions& opts) {
+  return quantizeTensorBytes(x, shape, axis, block_size, opts);
+}
+
+QuantizedTensor quantizeTensorBytes(const void* x, const std::vector<int64_t>& shape, int64_t axis, int64_t block_size,
+                                    const QuantOptions& opts) {
   validateOptions(opts);
+  const auto* xb = static_cast<const unsigned char*>(x);
   for (int64_t dim : shape) {
     if (dim < 0) throwUsage("quantizeTensor: negative dimension in shape " + shapeText(shape));
   }
@@ -210,9 +238,9 @@ QuantizedTensor quantizeTensor(const float* x, const std::vector<int64_t>& shape
   out.scales.resize(static_cast<size_t>(v.outer * v.blocks * v.inner));
   out.zero_points.resize(out.scales.size());
   std::vector<ErrorSums> sums(static_cast<size_t>(v.outer * v.inner));
-  const bool ok = v.inner == 1 ? quantizeContiguous(x, v, out.block_size, opts, out, sums)
-                               : quantizeTiled(x, v, out.block_size, opts, out, sums);
-  if (!ok) throwNonFiniteIn(x, shape, numel);
+  const bool ok = v.inner == 1 ? quantizeContiguous(xb, v, out.block_size, opts, out, sums)
+                               : quantizeTiled(xb, v, out.block_size, opts, out, sums);
+  if (!ok) throwNonFiniteIn(xb, shape, numel);
   out.error = combineRows(sums, numel);
   return out;
 }

@@ -41,6 +41,10 @@ struct QuantizedTensor {
 // shape and (input) naming the position of a NaN/Inf.
 QuantizedTensor quantizeTensor(const float* x, const std::vector<int64_t>& shape, int64_t axis, int64_t block_size,
                                const QuantOptions& opts);
+// The same for floats at any address (`x` need not be aligned for float: a weight viewed in place
+// inside a model file, ir::Tensor::bytes()), read without making an aligned copy of the tensor.
+QuantizedTensor quantizeTensorBytes(const void* x, const std::vector<int64_t>& shape, int64_t axis, int64_t block_size,
+                                    const QuantOptions& opts);
 
 // The float tensor the codes stand for, in `shape` layout.
 std::vector<float> dequantizeTensor(const QuantizedTensor& q);

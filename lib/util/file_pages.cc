@@ -52,4 +52,15 @@ size_t releaseFilePages(const void* p, size_t n) {
   return last - first;
 }
 
+std::shared_ptr<const void> mapFileReadOnly(int fd, size_t size) {
+  if (size == 0) return nullptr;
+  void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  if (p == MAP_FAILED) return nullptr;
+  registerFileMapping(p, size);
+  return std::shared_ptr<const void>(p, [size](const void* q) {
+    unregisterFileMapping(q);
+    ::munmap(const_cast<void*>(q), size);
+  });
+}
+
 }  // namespace ptq::util

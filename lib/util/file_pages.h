@@ -8,6 +8,7 @@
 // safe, for every view of those bytes and every thread, and costs only a re-read if they are used again.
 #pragma once
 #include <cstddef>
+#include <memory>
 
 namespace ptq::util {
 
@@ -19,5 +20,10 @@ void unregisterFileMapping(const void* base);
 // mapping; anything else (heap buffers, partial pages shared with a neighbour) is left alone. Returns
 // the bytes given back (0 for memory that is not a registered mapping).
 size_t releaseFilePages(const void* p, size_t n);
+
+// Maps `size` bytes of the open file `fd` read-only and private, registered as above; the mapping is
+// unregistered and unmapped when the last copy of the returned pointer goes. Null when mmap fails
+// (errno says why); `fd` may be closed afterwards either way.
+std::shared_ptr<const void> mapFileReadOnly(int fd, size_t size);
 
 }  // namespace ptq::util
