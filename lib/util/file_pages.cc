@@ -52,6 +52,24 @@ size_t releaseFilePages(const void* p, size_t n) {
   return last - first;
 }
 
+void prefaultFilePages(const void* p, size_t n) {
+#ifndef MADV_POPULATE_READ
+  constexpr int MADV_POPULATE_READ = 22;  // Linux 5.14; older headers lack the name
+#endif
+  if (!p || n == 0) return;
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(p), end = begin + n;
+  if (end < begin) return;
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mu);  // as in releaseFilePages: the mapping stays while advised
+  auto it = r.mappings.upper_bound(begin);
+  if (it == r.mappings.begin()) return;
+  --it;
+  if (end > it->first + it->second) return;
+  static const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t first = begin / page * page;
+  (void)::madvise(reinterpret_cast<void*>(first), end - first, MADV_POPULATE_READ);  // a hint: errors ignored
+}
+
 std::shared_ptr<const void> mapFileReadOnly(int fd, size_t size) {
   if (size == 0) return nullptr;
   void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);

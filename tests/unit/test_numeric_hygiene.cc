@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <limits>
 
@@ -111,4 +112,32 @@ TEST_CASE("weight scales that would be denormal are clamped to 2^-126 and report
   const ir::Value* s = out.graph->findValue("w_scale");
   REQUIRE(s);
   for (float v : s->initializer.toFloats()) CHECK(std::isnormal(v));
+}
+
+TEST_CASE("firstNonFinite finds the first NaN or Inf of every float type, in place and unaligned", "[hardening][numeric]") {
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  // Positions on both sides of the scan's 256-element blocks, and none at all.
+  for (const int64_t at : {int64_t{-1}, int64_t{0}, int64_t{255}, int64_t{256}, int64_t{700}, int64_t{999}}) {
+    INFO("bad element at " << at);
+    std::vector<float> f(1000, 0.5f);
+    std::vector<double> d(1000, 0.5);
+    std::vector<uint16_t> h(1000, 0x3800), b(1000, 0x3f00);  // 0.5 in float16 and bfloat16
+    if (at >= 0) {
+      f[static_cast<size_t>(at)] = at % 2 ? -inf : nan;
+      d[static_cast<size_t>(at)] = at % 2 ? inf : std::nan("");
+      h[static_cast<size_t>(at)] = at % 2 ? 0xfc00 : 0x7e00;
+      b[static_cast<size_t>(at)] = at % 2 ? 0x7f80 : 0xffc1;
+      if (at + 1 < 1000) f[static_cast<size_t>(at + 1)] = inf;  // a later one is not reported
+    }
+    CHECK(ir::firstNonFinite(ir::Tensor::fromFloats({10, 100}, f)) == at);
+    CHECK(ir::firstNonFinite(ir::Tensor::fromBytes(ir::DType::kFloat64, {1000}, d.data(), 8000)) == at);
+    CHECK(ir::firstNonFinite(ir::Tensor::fromBytes(ir::DType::kFloat16, {1000}, h.data(), 2000)) == at);
+    CHECK(ir::firstNonFinite(ir::Tensor::fromBytes(ir::DType::kBFloat16, {1000}, b.data(), 2000)) == at);
+    std::vector<char> buf(4008);
+    std::memcpy(buf.data() + 3, f.data(), 4000);
+    const ir::Tensor unaligned = ir::Tensor::view(ir::DType::kFloat32, {1000}, buf.data() + 3, 4000, nullptr);
+    CHECK(ir::firstNonFinite(unaligned) == at);
+    if (at >= 0) CHECK(ir::describeNonFinite(unaligned, at) == (at % 2 ? "-Inf" : "NaN"));
+  }
+  CHECK(ir::firstNonFinite(ir::Tensor::fromInt64s({2}, {1, 2})) == -1);  // not floating point
 }
