@@ -40,7 +40,6 @@ AxisView viewAround(const std::vector<int64_t>& shape, int64_t axis, int64_t blo
   return v;
 }
 
-// The kernels only say that a NaN/Inf was met; name the first one in the caller's tensor.
 // Element i of a float array at any alignment (memcpy: a plain load, without the alignment UB).
 inline float loadFloat(const unsigned char* x, int64_t i) {
   float f;
@@ -48,6 +47,7 @@ inline float loadFloat(const unsigned char* x, int64_t i) {
   return f;
 }
 
+// The kernels only say that a NaN/Inf was met; name the first one in the caller's tensor.
 [[noreturn]] void throwNonFiniteIn(const unsigned char* xb, const std::vector<int64_t>& shape, int64_t numel) {
   int64_t i = 0;
   while (i < numel && std::isfinite(loadFloat(xb, i))) ++i;
