@@ -180,21 +180,21 @@ ir::Tensor tensorFromProto(onnx::TensorProto& proto, const std::string& what, Ex
       throwInput(what + " has " + std::to_string(v.size()) + " strings for shape " + ir::shapeToString(shape));
     return ir::Tensor::fromStrings(std::move(shape), std::move(v));
   }
-  if (raw) {
-    if (raw->size != expected)
-      throwInput(what + " has " + std::to_string(raw->size) + " bytes of raw data but " + ir::dtypeName(dtype) +
+  if (raw || proto.has_raw_data()) {
+    // Zero copy either way: a view of the bytes left in the file's buffer, or the protobuf's string
+    // taken over and kept alive with the tensor.
+    RawDataView bytes;
+    if (raw) {
+      bytes = *raw;
+    } else {
+      auto owned = std::make_shared<std::string>(std::move(*proto.mutable_raw_data()));
+      proto.clear_raw_data();
+      bytes = {owned->data(), owned->size(), std::shared_ptr<const void>(owned, owned->data())};
+    }
+    if (bytes.size != expected)
+      throwInput(what + " has " + std::to_string(bytes.size) + " bytes of raw data but " + ir::dtypeName(dtype) +
                  ir::shapeToString(shape) + " needs " + std::to_string(expected));
-    return ir::Tensor::view(dtype, std::move(shape), raw->data, expected, raw->keepalive);
-  }
-  if (proto.has_raw_data()) {
-    if (proto.raw_data().size() != expected)
-      throwInput(what + " has " + std::to_string(proto.raw_data().size()) + " bytes of raw data but " +
-                 ir::dtypeName(dtype) + ir::shapeToString(shape) + " needs " + std::to_string(expected));
-    // Zero copy: take the protobuf's string and keep it alive with the tensor.
-    auto owned = std::make_shared<std::string>(std::move(*proto.mutable_raw_data()));
-    proto.clear_raw_data();
-    const void* p = owned->data();
-    return ir::Tensor::view(dtype, std::move(shape), p, expected, std::shared_ptr<const void>(owned, p));
+    return ir::Tensor::view(dtype, std::move(shape), bytes.data, expected, std::move(bytes.keepalive));
   }
   switch (dtype) {
     case DType::kFloat32: return fromRepeated<decltype(proto.float_data()), float>(dtype, shape, numel, proto.float_data(), what);

@@ -35,39 +35,50 @@ void unregisterFileMapping(const void* base) {
   r.mappings.erase(reinterpret_cast<uintptr_t>(base));
 }
 
-size_t releaseFilePages(const void* p, size_t n) {
-  if (!p || n == 0) return 0;
+namespace {
+
+// Runs advise(first page, end) with the registry locked when [p, p + n) lies inside one registered
+// mapping (the lock keeps it from being unmapped meanwhile); false, and nothing done, otherwise.
+template <class Advise>
+bool withinMapping(const void* p, size_t n, Advise&& advise) {
+  if (!p || n == 0) return false;
   const uintptr_t begin = reinterpret_cast<uintptr_t>(p), end = begin + n;
-  if (end < begin) return 0;
+  if (end < begin) return false;
   Registry& r = registry();
-  std::lock_guard<std::mutex> lock(r.mu);  // held across madvise: the mapping cannot be unmapped meanwhile
+  std::lock_guard<std::mutex> lock(r.mu);
   auto it = r.mappings.upper_bound(begin);
-  if (it == r.mappings.begin()) return 0;
+  if (it == r.mappings.begin()) return false;
   --it;
-  if (end > it->first + it->second) return 0;  // not inside one registered mapping
+  if (end > it->first + it->second) return false;  // not inside one registered mapping
+  advise(begin, end);
+  return true;
+}
+
+uintptr_t pageSize() {
   static const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
-  const uintptr_t first = (begin + page - 1) / page * page, last = end / page * page;
-  if (last <= first) return 0;
-  if (::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED) != 0) return 0;
-  return last - first;
+  return page;
+}
+
+}  // namespace
+
+size_t releaseFilePages(const void* p, size_t n) {
+  size_t released = 0;
+  withinMapping(p, n, [&](uintptr_t begin, uintptr_t end) {
+    // Only pages wholly inside the range: a partial page may hold a neighbour's bytes.
+    const uintptr_t first = (begin + pageSize() - 1) / pageSize() * pageSize(), last = end / pageSize() * pageSize();
+    if (last > first && ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED) == 0) released = last - first;
+  });
+  return released;
 }
 
 void prefaultFilePages(const void* p, size_t n) {
 #ifndef MADV_POPULATE_READ
   constexpr int MADV_POPULATE_READ = 22;  // Linux 5.14; older headers lack the name
 #endif
-  if (!p || n == 0) return;
-  const uintptr_t begin = reinterpret_cast<uintptr_t>(p), end = begin + n;
-  if (end < begin) return;
-  Registry& r = registry();
-  std::lock_guard<std::mutex> lock(r.mu);  // as in releaseFilePages: the mapping stays while advised
-  auto it = r.mappings.upper_bound(begin);
-  if (it == r.mappings.begin()) return;
-  --it;
-  if (end > it->first + it->second) return;
-  static const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
-  const uintptr_t first = begin / page * page;
-  (void)::madvise(reinterpret_cast<void*>(first), end - first, MADV_POPULATE_READ);  // a hint: errors ignored
+  withinMapping(p, n, [](uintptr_t begin, uintptr_t end) {
+    const uintptr_t first = begin / pageSize() * pageSize();
+    (void)::madvise(reinterpret_cast<void*>(first), end - first, MADV_POPULATE_READ);  // a hint: errors ignored
+  });
 }
 
 std::shared_ptr<const void> mapFileReadOnly(int fd, size_t size) {
