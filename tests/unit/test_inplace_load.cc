@@ -222,6 +222,21 @@ TEST_CASE("files the in-place parse does not take apart still load as protobuf p
   const ir::Model t = onnx_io::loadModel(dir + "/raw-data-twice.onnx");
   CHECK(t.graph->findValue("b")->initializer.data<float>()[5] == 2.f);
 
+  // Raw data of the wrong length for the dims (2048 floats, dims patched to [2047]): the same error
+  // whether the raw data stayed in the file (in place) or went through protobuf.
+  {
+    std::string bad = base;
+    const std::string dims2048("\x08\x80\x10", 3), dims2047("\x08\xff\x0f", 3);
+    const size_t at = bad.find(dims2048);
+    REQUIRE(at != std::string::npos);
+    bad.replace(at, 3, dims2047);
+    const std::string p = dir + "/short-dims.onnx";
+    writeAll(p, bad);
+    const std::string want = "has 8192 bytes of raw data but float32[2047] needs 8188";
+    CHECK_THROWS_WITH(onnx_io::loadModel(p), Catch::Contains(want));
+    CHECK_THROWS_WITH(onnx_io::loadModel(p, streamed()), Catch::Contains(want));
+  }
+
   // Truncated: the same error either way.
   for (size_t cut : {base.size() - 1, base.size() / 2, size_t{3}}) {
     const std::string p = dir + "/cut.onnx";
