@@ -37,7 +37,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config git
   libonnx-dev libprotobuf-dev protobuf-compiler
   libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev catch2
-  libeigen3-dev libglpk-dev libxxhash-dev libopenblas-dev
+  libeigen3-dev libglpk-dev libxxhash-dev libopenblas-dev libdnnl2
   libonnx-testdata python3-numpy python3-onnx
   python3-pil fonts-dejavu-core wamerican
 )

@@ -1,9 +1,11 @@
 // Single-precision GEMM for the kernels: row-major C = alpha * op(A) * op(B) + beta * C.
-// Backed by OpenBLAS's cblas_sgemm when libopenblas.so.0 is installed (loaded at first use, so the
-// build needs no link flag; its runtime CPU dispatch gives AVX2/AVX-512 kernels even in an
-// x86-64-v2 build), else by Eigen (SSE4 in the default build, about 3x slower). PTQ_GEMM=eigen
-// forces Eigen. Each call is single-threaded; the parallel variants split C into tiles whose
-// boundaries depend only on (M, N, K), so results are bit-identical at any thread count.
+// Backed, in order of preference, by oneDNN's dnnl_sgemm (libdnnl.so.2), OpenBLAS's cblas_sgemm
+// (libopenblas.so.0) or Eigen. The libraries are loaded at first use, so the build needs no link
+// flag; both dispatch on the CPU at run time, so an x86-64-v2 build still gets AVX2/AVX-512
+// kernels (OpenBLAS only as far as OPENBLAS_CORETYPE lets it). Eigen is SSE4 in the default build.
+// PTQ_GEMM=dnnl|openblas|eigen forces one. Each call is single-threaded; the parallel variants
+// split C into tiles whose boundaries depend only on (M, N, K), so results are bit-identical at any
+// thread count.
 #pragma once
 #include <cstdint>
 
@@ -32,7 +34,7 @@ void sgemmBatched(const GemmArgs& g, int64_t batch, int64_t stride_a, int64_t st
 // `batch` GEMMs whose A/B/C start at the given element offsets.
 void sgemmBatchedOffsets(const GemmArgs& g, int64_t batch, const int64_t* a_off, const int64_t* b_off,
                          const int64_t* c_off, int threads);
-// Which backend runs: "openblas" or "eigen".
+// Which backend runs: "dnnl", "openblas" or "eigen".
 const char* gemmBackend();
 // A symbol of the OpenBLAS that sgemm uses (its LAPACK too: lib/runtime/cholesky), set to one thread;
 // nullptr when it is not installed or PTQ_GEMM=eigen.

@@ -1,7 +1,11 @@
 // Conv (1-D/2-D; grouped, depthwise, dilated, strided, auto_pad) and ConvTranspose (1-D/2-D).
-// Conv = im2col over a chunk of output pixels + one GEMM per (image, group, chunk); 1x1 stride-1
-// convolutions skip im2col; depthwise convolutions use a direct loop over output rows. Tasks are
+// Conv = im2col over a chunk of output pixels + one GEMM per (image, group, chunk); stride-1
+// convolutions do both on the zero-padded input (conv2dPadded, depthwisePadded), 1x1 stride-1
+// unpadded ones skip im2col, other depthwise ones use a direct loop over output rows. Tasks are
 // fixed by the shapes, so any thread count gives the same bits.
+#include <memory>
+#include <vector>
+
 #include "lib/runtime/gemm.h"
 #include "lib/runtime/ops/op_util.h"
 #include "lib/runtime/ops/ops.h"
@@ -53,7 +57,15 @@ Geo geometry(const Tensor& x, const Tensor& w, Window win, int64_t group, bool t
   return g;
 }
 
-// col[r, p - p0] for rows r = (c, i, j) of one group and output pixels p in [p0, p1).
+// Output columns [lo, hi) whose input column ow * sw + off lies inside [0, W).
+void validColumns(int64_t off, int64_t sw, int64_t W, int64_t OW, int64_t* lo, int64_t* hi) {
+  *lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
+  *hi = std::min(OW, W - off <= 0 ? 0 : (W - off + sw - 1) / sw);
+  *lo = std::min(*lo, *hi);
+}
+
+// col[r, p - p0] for rows r = (c, i, j) of one group and output pixels p in [p0, p1). Each output
+// row is a zero prefix, a (strided) copy of one input row and a zero suffix.
 void im2col(const Geo& g, const float* x, int64_t cin, int64_t p0, int64_t p1, float* col) {
   const int64_t np = p1 - p0;
   for (int64_t c = 0; c < cin; ++c)
@@ -61,20 +73,26 @@ void im2col(const Geo& g, const float* x, int64_t cin, int64_t p0, int64_t p1, f
       for (int64_t j = 0; j < g.kw; ++j) {
         float* row = col + ((c * g.kh + i) * g.kw + j) * np;
         const float* xc = x + c * g.H * g.W;
+        const int64_t off = j * g.dw - g.pl;
+        int64_t lo, hi;
+        validColumns(off, g.sw, g.W, g.OW, &lo, &hi);
         int64_t p = p0;
         while (p < p1) {
           const int64_t oh = p / g.OW, ow0 = p % g.OW;
           const int64_t ow1 = std::min(g.OW, ow0 + (p1 - p));
           const int64_t ih = oh * g.sh - g.pt + i * g.dh;
-          float* o = row + (p - p0);
+          float* o = row + (p - p0);  // o[k] is output column ow0 + k of this row
+          const int64_t n = ow1 - ow0;
           if (ih < 0 || ih >= g.H) {
-            std::fill(o, o + (ow1 - ow0), 0.0f);
+            std::fill(o, o + n, 0.0f);
           } else {
             const float* xr = xc + ih * g.W;
-            for (int64_t ow = ow0; ow < ow1; ++ow) {
-              const int64_t iw = ow * g.sw - g.pl + j * g.dw;
-              o[ow - ow0] = (iw >= 0 && iw < g.W) ? xr[iw] : 0.0f;
-            }
+            const int64_t a = std::clamp(lo, ow0, ow1) - ow0, b = std::clamp(hi, ow0 + a, ow1) - ow0;
+            std::fill(o, o + a, 0.0f);
+            if (b > a && g.sw == 1) std::copy(xr + (ow0 + a + off), xr + (ow0 + b + off), o + a);
+            else  // strided, or empty (then no pointer outside the row is formed)
+              for (int64_t k = a; k < b; ++k) o[k] = xr[(ow0 + k) * g.sw + off];
+            std::fill(o + b, o + n, 0.0f);
           }
           p += ow1 - ow0;
         }
@@ -98,9 +116,8 @@ void depthwise(const Geo& g, const float* x, const float* w, float* y, int64_t n
         const float wv = wm[i * g.kw + j];
         // valid ow: 0 <= ow*sw - pl + j*dw < W
         const int64_t off = j * g.dw - g.pl;
-        int64_t lo = off >= 0 ? 0 : (-off + g.sw - 1) / g.sw;
-        int64_t hi = g.W - off <= 0 ? 0 : (g.W - off + g.sw - 1) / g.sw;
-        hi = std::min(hi, g.OW);
+        int64_t lo, hi;
+        validColumns(off, g.sw, g.W, g.OW, &lo, &hi);
         if (g.sw == 1)
           for (int64_t ow = lo; ow < hi; ++ow) yr[ow] += wv * xr[ow + off];
         else
@@ -118,6 +135,143 @@ void addBias(const Tensor* bias, float* y, int64_t N, int64_t M, int64_t P, int 
       float* p = y + t * P;
       const float v = b[t % M];
       for (int64_t i = 0; i < P; ++i) p[i] += v;
+    }
+  });
+}
+
+// Stride-1 convolutions on the padded grid. With every input plane zero-padded to Hp x Wp
+// (Wp = W + pl + pr), tap (i, j) of output pixel (oh, ow) reads padded pixel q + i*dh*Wp + j*dw,
+// q = oh*Wp + ow. So an im2col row over a run of padded-grid pixels is one contiguous copy, and the
+// depthwise sum is one long vector loop per tap. The GEMM or sum also produces the Wp - OW padding
+// columns of each row (2 of 22 for a 3x3 kernel on 20x20), which the copy-out drops while adding
+// the bias. Each output is the same dot product over (c, i, j) in the same order as im2col's.
+struct PaddedInput {
+  int64_t Wp = 0, plane = 0;       // plane: Hp*Wp plus a zero tail that the last taps of a row read
+  std::unique_ptr<float[]> data;  // N x C planes, every element written by padInput
+  const float* at(const Geo& g, int64_t n, int64_t c) const { return data.get() + (n * g.C + c) * plane; }
+};
+
+PaddedInput padInput(const Geo& g, const float* x, int threads) {
+  PaddedInput p;
+  p.Wp = g.OW + (g.kw - 1) * g.dw;
+  const int64_t Hp = g.OH + (g.kh - 1) * g.dh;
+  p.plane = Hp * p.Wp + (g.kw - 1) * g.dw;
+  p.data.reset(new float[static_cast<size_t>(g.N * g.C * p.plane)]);
+  parallelFor(threads, g.N * g.C, grainFor(p.plane), [&](int64_t s, int64_t e) {
+    for (int64_t t = s; t < e; ++t) {
+      float* dst = p.data.get() + t * p.plane;
+      float* const end = dst + p.plane;
+      dst = std::fill_n(dst, g.pt * p.Wp, 0.0f);
+      for (int64_t h = 0; h < g.H; ++h) {
+        const float* src = x + (t * g.H + h) * g.W;
+        dst = std::fill_n(dst, g.pl, 0.0f);
+        dst = std::copy(src, src + g.W, dst);
+        dst = std::fill_n(dst, p.Wp - g.pl - g.W, 0.0f);
+      }
+      std::fill(dst, end, 0.0f);  // bottom padding rows and the tail
+    }
+  });
+  return p;
+}
+
+// Scratch that keeps its size between calls on a thread, so the per-task buffers of the padded-grid
+// convolutions are neither reallocated nor zero-filled for every task.
+float* scratch(int which, int64_t n) {
+  thread_local std::vector<float> buffers[2];
+  std::vector<float>& b = buffers[which];
+  if (b.size() < static_cast<size_t>(n)) b.resize(static_cast<size_t>(n));
+  return b.data();
+}
+
+// y[oh*OW + ow] = grid[q - q0] + bias for the padded-grid pixels q = oh*Wp + ow in [q0, q1), ow < OW.
+void copyOutGrid(const Geo& g, int64_t Wp, const float* grid, int64_t q0, int64_t q1, float bias, float* y) {
+  for (int64_t q = q0; q < q1;) {
+    const int64_t oh = q / Wp, ow = q % Wp, run_end = std::min(q1, (oh + 1) * Wp);
+    const float* src = grid + (q - q0);
+    float* dst = y + oh * g.OW;
+    for (int64_t k = ow; k < std::min(g.OW, ow + (run_end - q)); ++k) dst[k] = src[k - ow] + bias;
+    q = run_end;
+  }
+}
+
+// With at least kTapChannels input channels per group, no im2col at all: tap (i, j) of the kernel
+// is a GEMM W_ij [cout, cin] x (padded input shifted by the tap) [cin, pixels], whose rows are the
+// input planes (row stride = plane), accumulated over the taps into the output block. oneDNN runs
+// these K = cin GEMMs about as fast as the K = cin*kh*kw one, and the copies go. Fewer channels
+// (a first layer on 1-3 planes) give too short a K: those copy im2col rows from the padded planes.
+constexpr int64_t kTapChannels = 16;
+
+void conv2dPadded(ExecContext& ctx, const Geo& g, const PaddedInput& xp, const float* w, const float* bias, float* y) {
+  const int64_t cin = g.C / g.group, cout = g.M / g.group, taps = g.kh * g.kw;
+  const int64_t K = cin * taps, Q = g.OH * xp.Wp, P = g.OH * g.OW;
+  const bool by_tap = cin >= kTapChannels;
+  // Pixel chunk: an im2col block of about 256 KiB, or (by tap) an output block of about 64 KiB.
+  const int64_t qc = std::min<int64_t>(
+      Q, std::max<int64_t>(64, ((by_tap ? 16384 / std::max<int64_t>(cout, 1) : 65536 / std::max<int64_t>(K, 1)) / 16 * 16)));
+  const int64_t chunks = (Q + qc - 1) / qc;
+  std::vector<float> wtap;  // by_tap: [group][tap][cout][cin]
+  if (by_tap) {
+    wtap.resize(static_cast<size_t>(g.M * K));
+    for (int64_t oc = 0; oc < g.M; ++oc)
+      for (int64_t c = 0; c < cin; ++c)
+        for (int64_t tap = 0; tap < taps; ++tap)
+          wtap[(((oc / cout) * taps + tap) * cout + oc % cout) * cin + c] = w[oc * K + c * taps + tap];
+  }
+  parallelFor(ctx.threads(), g.N * g.group * chunks, 1, [&](int64_t t0, int64_t t1) {
+    float* col = by_tap ? nullptr : scratch(0, K * qc);
+    float* grid = scratch(1, cout * qc);
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t n = t / (g.group * chunks), r = t % (g.group * chunks);
+      const int64_t gi = r / chunks, q0 = (r % chunks) * qc, q1 = std::min(Q, q0 + qc), nq = q1 - q0;
+      GemmArgs a;
+      a.M = cout; a.N = nq;
+      a.C = grid; a.ldc = nq;
+      if (by_tap) {
+        a.K = cin; a.lda = cin; a.ldb = xp.plane;
+        for (int64_t tap = 0; tap < taps; ++tap) {
+          a.A = wtap.data() + (gi * taps + tap) * cout * cin;
+          a.B = xp.at(g, n, gi * cin) + q0 + (tap / g.kw) * g.dh * xp.Wp + (tap % g.kw) * g.dw;
+          a.beta = tap == 0 ? 0.0f : 1.0f;
+          sgemm(a);
+        }
+      } else {
+        for (int64_t c = 0; c < cin; ++c) {
+          const float* plane = xp.at(g, n, gi * cin + c) + q0;
+          for (int64_t tap = 0; tap < taps; ++tap) {
+            const float* src = plane + (tap / g.kw) * g.dh * xp.Wp + (tap % g.kw) * g.dw;
+            std::copy(src, src + nq, col + (c * taps + tap) * nq);
+          }
+        }
+        a.K = K;
+        a.A = w + gi * cout * K; a.lda = K;
+        a.B = col; a.ldb = nq;
+        sgemm(a);
+      }
+      for (int64_t m = 0; m < cout; ++m) {
+        const int64_t oc = gi * cout + m;
+        copyOutGrid(g, xp.Wp, grid + m * nq, q0, q1, bias ? bias[oc] : 0.0f, y + (n * g.M + oc) * P);
+      }
+    }
+  });
+}
+
+void depthwisePadded(ExecContext& ctx, const Geo& g, const PaddedInput& xp, const float* w, const float* bias,
+                     float* y) {
+  const int64_t mult = g.M / g.C, Q = g.OH * xp.Wp, P = g.OH * g.OW;
+  parallelFor(ctx.threads(), g.N * g.M, grainFor(Q * g.kh * g.kw), [&](int64_t s, int64_t e) {
+    float* __restrict acc = scratch(0, Q);
+    for (int64_t t = s; t < e; ++t) {
+      const int64_t n = t / g.M, m = t % g.M;
+      const float* plane = xp.at(g, n, m / mult);
+      const float* wm = w + m * g.kh * g.kw;
+      std::fill(acc, acc + Q, 0.0f);
+      for (int64_t i = 0; i < g.kh; ++i)
+        for (int64_t j = 0; j < g.kw; ++j) {
+          const float wv = wm[i * g.kw + j];
+          const float* __restrict src = plane + i * g.dh * xp.Wp + j * g.dw;
+          for (int64_t q = 0; q < Q; ++q) acc[q] += wv * src[q];
+        }
+      copyOutGrid(g, xp.Wp, acc, 0, Q, bias ? bias[m] : 0.0f, y + (n * g.M + m) * P);
     }
   });
 }
@@ -181,7 +335,17 @@ Kernel makeConv(const NodeInfo& info, std::vector<DType>& out_types) {
     const Tensor* bias = in.size() > 2 && !in[2].empty() ? &in[2] : nullptr;
     if (bias && bias->numel() != g.M) runError("bias " + typeShape(*bias) + " does not match " + std::to_string(g.M) + " channels");
     float* py = outData<float>(y);
-    if (g.group == g.C && wt.shape()[1] == 1 && g.M % g.C == 0 && g.group > 1) {
+    const bool is_depthwise = g.group == g.C && wt.shape()[1] == 1 && g.M % g.C == 0 && g.group > 1;
+    const bool pointwise = g.kh == 1 && g.kw == 1 && g.pt == 0 && g.pl == 0 && g.OH == g.H && g.OW == g.W;
+    if (g.sh == 1 && g.sw == 1 && !pointwise && g.OH > 0 && g.OW > 0) {
+      const PaddedInput xp = padInput(g, x.data<float>(), ctx.threads());
+      const float* pb = bias ? bias->data<float>() : nullptr;
+      if (is_depthwise) depthwisePadded(ctx, g, xp, wt.data<float>(), pb, py);
+      else conv2dPadded(ctx, g, xp, wt.data<float>(), pb, py);
+      out[0] = std::move(y);
+      return;
+    }
+    if (is_depthwise) {
       parallelFor(ctx.threads(), g.N * g.M, grainFor(g.OH * g.OW * g.kh * g.kw), [&](int64_t s, int64_t e) {
         for (int64_t t = s; t < e; ++t) depthwise(g, x.data<float>(), wt.data<float>(), py, t / g.M, t % g.M);
       });

@@ -8,6 +8,40 @@
 
 namespace ptq::runtime::ops {
 
+namespace {
+// MaxPool of output row `yr` over its interior columns [a, b), whose windows lie wholly inside the
+// input (rows h0 .. h0 + (kh-1)*dh are): one branch-free (maxss) pass per tap along the row, which
+// the compiler vectorizes. The general loop's NaN rule (the first NaN, once taken, stays) costs a
+// mispredicted branch per element; a row that holds a NaN, which is rare, returns false and is
+// redone by the general loop. Equal values keep the earlier tap, as there.
+// kSw: the stride as a constant where it is 1 or 2 (0: sw at run time), so the loads vectorize.
+template <int kSw>
+bool maxRowTaps(const float* xc, int64_t W, int64_t h0, int64_t a, int64_t b, int64_t sw_runtime, int64_t pl,
+                int64_t kh, int64_t kw, int64_t dh, int64_t dw, float* __restrict yr) {
+  const int64_t sw = kSw ? kSw : sw_runtime;
+  std::fill(yr + a, yr + b, -std::numeric_limits<float>::infinity());
+  int nan = 0;
+  for (int64_t i = 0; i < kh; ++i)
+    for (int64_t j = 0; j < kw; ++j) {
+      const float* __restrict xr = xc + (h0 + i * dh) * W;
+      const int64_t off = j * dw - pl;  // input column of output column ow: ow * sw + off >= 0
+      for (int64_t ow = a; ow < b; ++ow) {
+        const float v = xr[ow * sw + off];
+        nan |= v != v;
+        yr[ow] = v > yr[ow] ? v : yr[ow];
+      }
+    }
+  return nan == 0;
+}
+
+bool maxRowInterior(const float* xc, int64_t W, int64_t h0, int64_t a, int64_t b, int64_t sw, int64_t pl, int64_t kh,
+                    int64_t kw, int64_t dh, int64_t dw, float* yr) {
+  if (sw == 1) return maxRowTaps<1>(xc, W, h0, a, b, sw, pl, kh, kw, dh, dw, yr);
+  if (sw == 2) return maxRowTaps<2>(xc, W, h0, a, b, sw, pl, kh, kw, dh, dw, yr);
+  return maxRowTaps<0>(xc, W, h0, a, b, sw, pl, kh, kw, dh, dw, yr);
+}
+}  // namespace
+
 Kernel makePool(const NodeInfo& info, std::vector<DType>& out_types) {
   const std::string op = info.node.opType();
   const int kind = op == "MaxPool" ? 0 : (op == "AveragePool" ? 1 : 2);
@@ -48,9 +82,18 @@ Kernel makePool(const NodeInfo& info, std::vector<DType>& out_types) {
       for (int64_t t = s; t < e; ++t) {
         const float* xc = px + t * H * W;
         float* yc = py + t * OH * OW;
-        for (int64_t oh = 0; oh < OH; ++oh)
+        for (int64_t oh = 0; oh < OH; ++oh) {
+          const int64_t h0 = oh * sh - pt;
+          int64_t a = 0, b = 0;  // interior MaxPool columns, done by maxRowInterior
+          if (kind == 0 && h0 >= 0 && h0 + (kh - 1) * dh < H) {
+            const int64_t last = W - 1 - (kw - 1) * dw + pl;  // ow * sw - pl + (kw-1)*dw < W
+            a = std::min(OW, (pl + sw - 1) / sw);
+            b = std::max(a, last < 0 ? 0 : std::min(OW, last / sw + 1));
+            if (!maxRowInterior(xc, W, h0, a, b, sw, pl, kh, kw, dh, dw, yc + oh * OW)) a = b = 0;
+          }
           for (int64_t ow = 0; ow < OW; ++ow) {
-            const int64_t h0 = oh * sh - pt, w0 = ow * sw - pl;
+            if (ow >= a && ow < b) continue;
+            const int64_t w0 = ow * sw - pl;
             float acc = kind == 0 ? -std::numeric_limits<float>::infinity() : 0.0f;
             int64_t count = 0;
             for (int64_t i = 0; i < kh; ++i) {
@@ -79,6 +122,7 @@ Kernel makePool(const NodeInfo& info, std::vector<DType>& out_types) {
             }
             yc[oh * OW + ow] = acc;
           }
+        }
       }
     });
     out[0] = std::move(y);

@@ -6,7 +6,6 @@
 #include <cmath>
 #include <limits>
 
-#include "lib/runtime/gemm.h"
 #include "lib/runtime/ops/op_util.h"
 #include "lib/runtime/ops/ops.h"
 
@@ -258,7 +257,8 @@ Kernel makeMatMulNBits(const NodeInfo& info, std::vector<DType>& out_types) {
     const float* ps = in[2].data<float>();
     const uint32_t mask = (1u << bits) - 1;
     const float dflt_zp = static_cast<float>(1 << (bits - 1));
-    // W [N, K] dequantized.
+    // W dequantized as [K, N], the layout of the MatMul it replaces: the GEMM then sums in the same
+    // order as the simulated MatMul (oneDNN's transposed-B kernels round differently).
     std::vector<float> w(static_cast<size_t>(N * K));
     parallelFor(ctx.threads(), N, grainFor(K), [&](int64_t s, int64_t e) {
       for (int64_t n = s; n < e; ++n)
@@ -275,25 +275,20 @@ Kernel makeMatMulNBits(const NodeInfo& info, std::vector<DType>& out_types) {
           for (int64_t k = k0; k < k1; ++k) {
             const int64_t bit = (k - k0) * bits;
             const float q = static_cast<float>((blk[bit / 8] >> (bit % 8)) & mask);
-            w[n * K + k] = (q - zp) * sc;
+            w[k * N + n] = (q - zp) * sc;
           }
         }
     });
     Shape so = a.shape();
     so.back() = N;
     Tensor y = ctx.alloc(DType::kFloat32, so);
-    GemmArgs g;
-    g.trans_b = true;
-    g.M = a.numel() / K; g.N = N; g.K = K;
-    g.A = a.data<float>(); g.lda = K;
-    g.B = w.data(); g.ldb = K;
-    g.C = outData<float>(y); g.ldc = N;
-    sgemmParallel(g, ctx.threads());
+    matmulWeights(ctx, a, w.data(), K, N, y);
+    const int64_t M = a.numel() / K;
     if (in.size() > 5 && !in[5].empty()) {
       if (in[5].numel() != N) runError("bias must have N elements");
       const float* bias = in[5].data<float>();
       float* py = outData<float>(y);
-      for (int64_t m = 0; m < g.M; ++m)
+      for (int64_t m = 0; m < M; ++m)
         for (int64_t n = 0; n < N; ++n) py[m * N + n] += bias[n];
     }
     out[0] = std::move(y);
