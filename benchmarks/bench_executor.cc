@@ -4,6 +4,7 @@
 // measures ONNX Runtime the same way; benchmarks/bench_executor.sh runs both and prints the ratio.
 #include <omp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -43,7 +44,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   const std::string zoo = argv[1];
-  int threads = 0, iters = 20;
+  int threads = 0, iters = 30;
   bool json = false;
   std::string only;
   for (int i = 2; i < argc; ++i) {
@@ -70,9 +71,15 @@ int main(int argc, char** argv) {
     ptq::runtime::Session s(model, so);
     const Tensor x = readRaw(zoo + "/" + c.data, c.dtype, c.shape);
     for (int w = 0; w < 3; ++w) s.run({{c.input, x}});
-    const auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < iters; ++i) s.run({{c.input, x}});
-    const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / iters;
+    // Median of the runs: on a shared machine a mean moves with whatever else ran meanwhile.
+    std::vector<double> times;
+    for (int i = 0; i < iters; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      s.run({{c.input, x}});
+      times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::sort(times.begin(), times.end());
+    const double sec = times[times.size() / 2];
     const double items = static_cast<double>(c.shape[0]) * (c.unit[0] == 't' ? c.shape[1] : 1);
     if (json)
       std::printf("{\"model\":\"%s\",\"batch\":\"%s\",\"ms\":%.4f,\"items_per_s\":%.1f}\n", c.model.c_str(),

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Executor vs ONNX Runtime throughput on the zoo models, same thread count, ORT graph optimisation
 # "all". Usage: benchmarks/bench_executor.sh BUILD_DIR [ZOO_DIR] [THREADS]
-# Prints per case: ms/batch for both and the ratio executor/ORT (targets: <= 1.5 transformers,
+# Prints per case: median ms/batch of 30 runs for both and the ratio executor/ORT (targets: <= 1.5 transformers,
 # <= 2 CNNs).
 set -euo pipefail
 build=${1:?usage: bench_executor.sh BUILD_DIR [ZOO_DIR] [THREADS]}

@@ -8,7 +8,7 @@ const ort = require(path.join(__dirname, '..', 'scripts', 'ort', 'node_modules',
 
 const args = process.argv.slice(2);
 const zoo = args[0];
-let threads = 2, iters = 20;
+let threads = 2, iters = 30;
 for (let i = 1; i < args.length; i++) {
   if (args[i] === '--threads') threads = Number(args[++i]);
   else if (args[i] === '--iters') iters = Number(args[++i]);
@@ -33,9 +33,15 @@ const cases = [
       : new BigInt64Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + n * 8));
     const feeds = { [input]: new ort.Tensor(dtype, arr, shape) };
     for (let w = 0; w < 3; w++) await sess.run(feeds);
-    const t0 = process.hrtime.bigint();
-    for (let i = 0; i < iters; i++) await sess.run(feeds);
-    const sec = Number(process.hrtime.bigint() - t0) / 1e9 / iters;
+    // Median of the runs, as bench_executor.
+    const times = [];
+    for (let i = 0; i < iters; i++) {
+      const t0 = process.hrtime.bigint();
+      await sess.run(feeds);
+      times.push(Number(process.hrtime.bigint() - t0) / 1e9);
+    }
+    times.sort((a, b) => a - b);
+    const sec = times[Math.floor(times.length / 2)];
     const items = shape[0] * (unit === 'tokens' ? shape[1] : 1);
     console.log(JSON.stringify({ model, batch: `[${shape.join(', ')}]`, ms: +(sec * 1e3).toFixed(4), items_per_s: +(items / sec).toFixed(1) }));
   }

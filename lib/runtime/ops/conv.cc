@@ -3,7 +3,6 @@
 // convolutions do both on the zero-padded input (conv2dPadded, depthwisePadded), 1x1 stride-1
 // unpadded ones skip im2col, other depthwise ones use a direct loop over output rows. Tasks are
 // fixed by the shapes, so any thread count gives the same bits.
-#include <memory>
 #include <vector>
 
 #include "lib/runtime/gemm.h"
@@ -146,20 +145,22 @@ void addBias(const Tensor* bias, float* y, int64_t N, int64_t M, int64_t P, int 
 // columns of each row (2 of 22 for a 3x3 kernel on 20x20), which the copy-out drops while adding
 // the bias. Each output is the same dot product over (c, i, j) in the same order as im2col's.
 struct PaddedInput {
-  int64_t Wp = 0, plane = 0;       // plane: Hp*Wp plus a zero tail that the last taps of a row read
-  std::unique_ptr<float[]> data;  // N x C planes, every element written by padInput
-  const float* at(const Geo& g, int64_t n, int64_t c) const { return data.get() + (n * g.C + c) * plane; }
+  int64_t Wp = 0, plane = 0;  // plane: Hp*Wp plus a zero tail that the last taps of a row read
+  Tensor buffer;              // N x C planes from the run's buffer pool, every element written by padInput
+  const float* at(const Geo& g, int64_t n, int64_t c) const { return buffer.data<float>() + (n * g.C + c) * plane; }
 };
 
-PaddedInput padInput(const Geo& g, const float* x, int threads) {
+// The buffer is pooled: a fresh multi-megabyte allocation per call costs a page fault per 4 KB.
+PaddedInput padInput(ExecContext& ctx, const Geo& g, const float* x) {
   PaddedInput p;
   p.Wp = g.OW + (g.kw - 1) * g.dw;
   const int64_t Hp = g.OH + (g.kh - 1) * g.dh;
   p.plane = Hp * p.Wp + (g.kw - 1) * g.dw;
-  p.data.reset(new float[static_cast<size_t>(g.N * g.C * p.plane)]);
-  parallelFor(threads, g.N * g.C, grainFor(p.plane), [&](int64_t s, int64_t e) {
+  p.buffer = ctx.alloc(DType::kFloat32, {g.N * g.C * p.plane});
+  float* base = outData<float>(p.buffer);
+  parallelFor(ctx.threads(), g.N * g.C, grainFor(p.plane), [&](int64_t s, int64_t e) {
     for (int64_t t = s; t < e; ++t) {
-      float* dst = p.data.get() + t * p.plane;
+      float* dst = base + t * p.plane;
       float* const end = dst + p.plane;
       dst = std::fill_n(dst, g.pt * p.Wp, 0.0f);
       for (int64_t h = 0; h < g.H; ++h) {
@@ -184,13 +185,13 @@ float* scratch(int which, int64_t n) {
 }
 
 // y[oh*OW + ow] = grid[q - q0] + bias for the padded-grid pixels q = oh*Wp + ow in [q0, q1), ow < OW.
-void copyOutGrid(const Geo& g, int64_t Wp, const float* grid, int64_t q0, int64_t q1, float bias, float* y) {
-  for (int64_t q = q0; q < q1;) {
-    const int64_t oh = q / Wp, ow = q % Wp, run_end = std::min(q1, (oh + 1) * Wp);
-    const float* src = grid + (q - q0);
-    float* dst = y + oh * g.OW;
-    for (int64_t k = ow; k < std::min(g.OW, ow + (run_end - q)); ++k) dst[k] = src[k - ow] + bias;
-    q = run_end;
+void copyOutGrid(const Geo& g, int64_t Wp, const float* __restrict grid, int64_t q0, int64_t q1, float bias,
+                 float* __restrict y) {
+  for (int64_t oh = q0 / Wp; oh * Wp < q1; ++oh) {
+    const int64_t r0 = std::max(q0, oh * Wp), r1 = std::min(q1, oh * Wp + g.OW);  // kept columns of row oh
+    const float* src = grid + (r0 - q0);
+    float* dst = y + oh * g.OW + (r0 - oh * Wp);
+    for (int64_t k = 0; k < r1 - r0; ++k) dst[k] = src[k] + bias;
   }
 }
 
@@ -338,7 +339,7 @@ Kernel makeConv(const NodeInfo& info, std::vector<DType>& out_types) {
     const bool is_depthwise = g.group == g.C && wt.shape()[1] == 1 && g.M % g.C == 0 && g.group > 1;
     const bool pointwise = g.kh == 1 && g.kw == 1 && g.pt == 0 && g.pl == 0 && g.OH == g.H && g.OW == g.W;
     if (g.sh == 1 && g.sw == 1 && !pointwise && g.OH > 0 && g.OW > 0) {
-      const PaddedInput xp = padInput(g, x.data<float>(), ctx.threads());
+      const PaddedInput xp = padInput(ctx, g, x.data<float>());
       const float* pb = bias ? bias->data<float>() : nullptr;
       if (is_depthwise) depthwisePadded(ctx, g, xp, wt.data<float>(), pb, py);
       else conv2dPadded(ctx, g, xp, wt.data<float>(), pb, py);

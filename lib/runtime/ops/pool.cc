@@ -34,8 +34,26 @@ bool maxRowTaps(const float* xc, int64_t W, int64_t h0, int64_t a, int64_t b, in
   return nan == 0;
 }
 
+// The common 2x2 stride-2 window in one pass: the four taps in the general loop's order.
+bool maxRow2x2(const float* xc, int64_t W, int64_t h0, int64_t a, int64_t b, int64_t pl, float* __restrict yr) {
+  const float* __restrict r0 = xc + h0 * W;
+  const float* __restrict r1 = r0 + W;
+  int nan = 0;
+  for (int64_t ow = a; ow < b; ++ow) {
+    const int64_t c = 2 * ow - pl;
+    const float v0 = r0[c], v1 = r0[c + 1], v2 = r1[c], v3 = r1[c + 1];
+    nan |= (v0 != v0) | (v1 != v1) | (v2 != v2) | (v3 != v3);
+    float acc = v0;
+    acc = v1 > acc ? v1 : acc;
+    acc = v2 > acc ? v2 : acc;
+    yr[ow] = v3 > acc ? v3 : acc;
+  }
+  return nan == 0;
+}
+
 bool maxRowInterior(const float* xc, int64_t W, int64_t h0, int64_t a, int64_t b, int64_t sw, int64_t pl, int64_t kh,
                     int64_t kw, int64_t dh, int64_t dw, float* yr) {
+  if (kh == 2 && kw == 2 && sw == 2 && dw == 1 && dh == 1) return maxRow2x2(xc, W, h0, a, b, pl, yr);
   if (sw == 1) return maxRowTaps<1>(xc, W, h0, a, b, sw, pl, kh, kw, dh, dw, yr);
   if (sw == 2) return maxRowTaps<2>(xc, W, h0, a, b, sw, pl, kh, kw, dh, dw, yr);
   return maxRowTaps<0>(xc, W, h0, a, b, sw, pl, kh, kw, dh, dw, yr);
