@@ -69,6 +69,26 @@ TEST_CASE("an unsupported dtype is rejected at planning, not at run time", "[run
   }
 }
 
+TEST_CASE("negative pads and zero strides or dilations are input errors at planning that name the node", "[runtime]") {
+  // A negative pad would make the padded row of a stride-1 convolution shorter than the input row
+  // copied into it; a zero stride would divide by zero.
+  for (const char* attrs : {"pads = [0, -1, 0, 0]", "strides = [1, 0]", "dilations = [0, 1]"}) {
+    INFO(attrs);
+    auto m = parse(std::string(R"(<ir_version: 8, opset_import: ["" : 17]>
+        g (float[1,1,4,4] x) => (float[1,1,4,4] y) {
+          w = Constant <value = float[1,1,3,3] {1,1,1,1,1,1,1,1,1}> ()
+          y = Conv <)") + attrs + R"(> (x, w) })");
+    m.graph->nodes().back()->name = "bad_conv";
+    try {
+      Session s(m);
+      FAIL("planning should have failed");
+    } catch (const ptq::Error& e) {
+      CHECK(e.code() == ptq::ExitCode::kInput);
+      CHECK_THAT(e.what(), Catch::Contains("bad_conv"));
+    }
+  }
+}
+
 TEST_CASE("taps see intermediate values once per run without keeping them", "[runtime]") {
   auto m = parse(R"(<ir_version: 8, opset_import: ["" : 17]>
       g (float[3] x) => (float[3] y) { a = Neg(x)  b = Relu(a)  y = Add(b, x) })");

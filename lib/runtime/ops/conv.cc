@@ -143,7 +143,8 @@ void addBias(const Tensor* bias, float* y, int64_t N, int64_t M, int64_t P, int 
 // q = oh*Wp + ow. So an im2col row over a run of padded-grid pixels is one contiguous copy, and the
 // depthwise sum is one long vector loop per tap. The GEMM or sum also produces the Wp - OW padding
 // columns of each row (2 of 22 for a 3x3 kernel on 20x20), which the copy-out drops while adding
-// the bias. Each output is the same dot product over (c, i, j) in the same order as im2col's.
+// the bias. The summation order depends only on the shapes, so results do not depend on the
+// thread count.
 struct PaddedInput {
   int64_t Wp = 0, plane = 0;  // plane: Hp*Wp plus a zero tail that the last taps of a row read
   Tensor buffer;              // N x C planes from the run's buffer pool, every element written by padInput

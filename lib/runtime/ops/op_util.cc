@@ -77,6 +77,22 @@ void requireMovable(const NodeInfo& info, size_t input) {
     info.unsupported("input " + std::to_string(input) + " has dtype " + ir::dtypeName(t));
 }
 
+namespace {
+// ONNX requires pads >= 0 and strides, dilations and kernel sizes >= 1; the kernels index with them
+// (a negative pad would make a padded row shorter than the input row copied into it).
+const char* badWindowValue(const Window& w) {
+  for (int64_t v : w.pads)
+    if (v < 0) return "negative pads";
+  for (int64_t v : w.strides)
+    if (v < 1) return "strides < 1";
+  for (int64_t v : w.dilations)
+    if (v < 1) return "dilations < 1";
+  for (int64_t v : w.kernel)
+    if (v < 1) return "kernel_shape < 1";
+  return nullptr;
+}
+}  // namespace
+
 Window readWindow(const NodeInfo& info, int64_t spatial) {
   Window w;
   w.kernel = info.attrInts("kernel_shape");
@@ -100,6 +116,7 @@ Window readWindow(const NodeInfo& info, int64_t spatial) {
   if (static_cast<int64_t>(w.strides.size()) != spatial || static_cast<int64_t>(w.dilations.size()) != spatial ||
       static_cast<int64_t>(w.pads.size()) != 2 * spatial)
     info.unsupported("strides/dilations/pads do not match " + std::to_string(spatial) + " spatial dims");
+  if (const char* why = badWindowValue(w)) info.unsupported(why);
   return w;
 }
 
@@ -111,6 +128,7 @@ void completeWindow(Window& w, int64_t spatial) {
       static_cast<int64_t>(w.strides.size()) != spatial || static_cast<int64_t>(w.dilations.size()) != spatial ||
       static_cast<int64_t>(w.pads.size()) != 2 * spatial)
     runError("kernel_shape/strides/dilations/pads do not match " + std::to_string(spatial) + " spatial dims");
+  if (const char* why = badWindowValue(w)) runError(why);
 }
 
 std::vector<int64_t> windowOutput(Window& w, const std::vector<int64_t>& in) {
