@@ -132,6 +132,8 @@ void* openblasSymbol(const char* name) {
   return h ? dlsym(h, name) : nullptr;
 }
 
+bool dnnlByDefault() { return !kAddressSanitizer; }
+
 const char* gemmBackend() { return dnnlSgemm() ? "dnnl" : useBlas() ? "openblas" : "eigen"; }
 
 void sgemm(const GemmArgs& g) {

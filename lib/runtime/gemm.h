@@ -35,6 +35,8 @@ void sgemmBatched(const GemmArgs& g, int64_t batch, int64_t stride_a, int64_t st
 void sgemmBatchedOffsets(const GemmArgs& g, int64_t batch, const int64_t* a_off, const int64_t* b_off,
                          const int64_t* c_off, int threads);
 // Which backend runs: "dnnl", "openblas" or "eigen".
+// Whether oneDNN is taken when it loads and PTQ_GEMM is unset: false in AddressSanitizer builds.
+bool dnnlByDefault();
 const char* gemmBackend();
 // A symbol of the OpenBLAS that sgemm uses (its LAPACK too: lib/runtime/cholesky), set to one thread;
 // nullptr when it is not installed or PTQ_GEMM=eigen.

@@ -99,13 +99,8 @@ TEST_CASE("the tiled parallel sgemm is bit-identical at 1, 2 and 3 threads", "[g
 
 TEST_CASE("oneDNN runs the GEMMs whenever libdnnl.so.2 loads and PTQ_GEMM does not say otherwise", "[gemm]") {
   if (std::getenv("PTQ_GEMM")) PTQ_SKIP("PTQ_GEMM is set");
-#if defined(__SANITIZE_ADDRESS__)
-  PTQ_SKIP("AddressSanitizer build: OpenBLAS runs unless PTQ_GEMM=dnnl (lib/runtime/gemm.cc)");
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-  PTQ_SKIP("AddressSanitizer build: OpenBLAS runs unless PTQ_GEMM=dnnl (lib/runtime/gemm.cc)");
-#endif
-#endif
+  if (!ptq::runtime::dnnlByDefault())
+    PTQ_SKIP("AddressSanitizer build: OpenBLAS runs unless PTQ_GEMM=dnnl (lib/runtime/gemm.cc)");
   void* h = dlopen("libdnnl.so.2", RTLD_NOW | RTLD_LOCAL);
   if (!h) PTQ_SKIP("libdnnl.so.2 is not installed (scripts/setup-deps.sh installs libdnnl2)");
   dlclose(h);

@@ -1,8 +1,8 @@
 // Conv (1-D/2-D; grouped, depthwise, dilated, strided, auto_pad) and ConvTranspose (1-D/2-D).
-// Conv = im2col over a chunk of output pixels + one GEMM per (image, group, chunk); stride-1
-// convolutions run on the zero-padded input (conv_padded.cc), 1x1 stride-1
-// unpadded ones skip im2col, other depthwise ones use a direct loop over output rows. Tasks are
-// fixed by the shapes, so any thread count gives the same bits.
+// Conv = im2col over a chunk of output pixels + one GEMM per (image, group, chunk). Stride-1
+// convolutions run on the zero-padded input instead (conv_padded.cc), except 1x1 unpadded ones,
+// which need no im2col; strided depthwise ones use a direct loop over output rows. Tasks are fixed
+// by the shapes, so any thread count gives the same bits.
 #include <vector>
 
 #include "lib/runtime/gemm.h"
@@ -131,13 +131,17 @@ void addBias(const Tensor* bias, float* y, int64_t N, int64_t M, int64_t P, int 
   });
 }
 
+// A 1x1 stride-1 unpadded convolution: its input planes are already the GEMM's B.
+bool unpaddedPointwise(const Geo& g) {
+  return g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pl == 0 && g.OH == g.H && g.OW == g.W;
+}
+
 void conv2d(ExecContext& ctx, const Geo& g, const float* x, const float* w, float* y) {
   const int64_t cin = g.C / g.group, cout = g.M / g.group;
   const int64_t K = cin * g.kh * g.kw, P = g.OH * g.OW;
-  const bool pointwise = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pl == 0 &&
-                         g.OH == g.H && g.OW == g.W;
+  const bool pointwise = unpaddedPointwise(g);
   // Output-pixel chunk: keep the im2col block around 256 KiB.
-  const int64_t pc = std::min<int64_t>(P, std::max<int64_t>(64, (65536 / std::max<int64_t>(K, 1)) / 16 * 16));
+  const int64_t pc = pixelChunk(P, K, 65536);  // an im2col block of about 256 KiB
   const int64_t chunks = (P + pc - 1) / pc;
   const int64_t tasks = g.N * g.group * chunks;
   parallelFor(ctx.threads(), tasks, 1, [&](int64_t t0, int64_t t1) {
@@ -191,8 +195,7 @@ Kernel makeConv(const NodeInfo& info, std::vector<DType>& out_types) {
     if (bias && bias->numel() != g.M) runError("bias " + typeShape(*bias) + " does not match " + std::to_string(g.M) + " channels");
     float* py = outData<float>(y);
     const bool is_depthwise = g.group == g.C && wt.shape()[1] == 1 && g.M % g.C == 0 && g.group > 1;
-    const bool pointwise = g.kh == 1 && g.kw == 1 && g.pt == 0 && g.pl == 0 && g.OH == g.H && g.OW == g.W;
-    if (g.sh == 1 && g.sw == 1 && !pointwise && g.OH > 0 && g.OW > 0) {
+    if (g.sh == 1 && g.sw == 1 && !unpaddedPointwise(g) && g.OH > 0 && g.OW > 0) {
       convStride1Padded(ctx, g, is_depthwise, x.data<float>(), wt.data<float>(), bias ? bias->data<float>() : nullptr, py);
       out[0] = std::move(y);
       return;

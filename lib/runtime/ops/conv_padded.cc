@@ -79,9 +79,8 @@ void conv2dPadded(ExecContext& ctx, const Geo& g, const PaddedInput& xp, const f
   const int64_t cin = g.C / g.group, cout = g.M / g.group, taps = g.kh * g.kw;
   const int64_t K = cin * taps, Q = g.OH * xp.Wp, P = g.OH * g.OW;
   const bool by_tap = cin >= kTapChannels;
-  // Pixel chunk: an im2col block of about 256 KiB, or (by tap) an output block of about 64 KiB.
-  const int64_t qc = std::min<int64_t>(
-      Q, std::max<int64_t>(64, ((by_tap ? 16384 / std::max<int64_t>(cout, 1) : 65536 / std::max<int64_t>(K, 1)) / 16 * 16)));
+  // An im2col block of about 256 KiB, or (by tap) an output block of about 64 KiB.
+  const int64_t qc = by_tap ? pixelChunk(Q, cout, 16384) : pixelChunk(Q, K, 65536);
   const int64_t chunks = (Q + qc - 1) / qc;
   std::vector<float> wtap;  // by_tap: [group][tap][cout][cin]
   if (by_tap) {
