@@ -77,7 +77,31 @@ inline bool isClampedScale(float s) { return s == kMinScale; }
 // lo = min(min(x), 0), hi = max(max(x), 0)). Symmetric grids use amax = max(-lo, hi). An all-zero
 // range gets scale 1 (every code is the zero point, exact); a non-zero range whose scale would be
 // below kMinScale (denormal, or rounding to 0) gets kMinScale.
-GroupParams paramsForRange(float lo, float hi, const GridSpec& g);
+// Inline: the clip search calls it once per candidate range, 21 times per group of 128 weights.
+[[noreturn]] void throwBadRange(float lo, float hi);
+inline GroupParams paramsForRange(float lo, float hi, const GridSpec& g) {
+  if (!(lo <= 0.0f && hi >= 0.0f && std::isfinite(lo) && std::isfinite(hi))) throwBadRange(lo, hi);
+  const int32_t half = int32_t{1} << (g.bits - 1);
+  GroupParams p;
+  if (g.symmetric) {
+    const float amax = std::max(-lo, hi);
+    p.scale = amax / static_cast<float>(half - 1);
+    if (amax == 0.0f) p.scale = 1.0f;
+    else if (!(p.scale >= kMinScale)) p.scale = kMinScale;  // denormal, or rounded to 0
+    p.zero = g.is_signed ? 0 : half;
+    return p;
+  }
+  // hi - lo can overflow float for ranges near FLT_MAX; the double difference cannot, and for
+  // ranges where the float difference is exact the double route rounds to the same float scale.
+  const double levels = static_cast<double>((int32_t{1} << g.bits) - 1);
+  p.scale = static_cast<float>((static_cast<double>(hi) - static_cast<double>(lo)) / levels);
+  if (hi == lo) p.scale = 1.0f;
+  else if (!(p.scale >= kMinScale)) p.scale = kMinScale;  // denormal, or rounded to 0
+  float z = std::nearbyint(-lo / p.scale);
+  z = std::min(std::max(z, 0.0f), static_cast<float>((int32_t{1} << g.bits) - 1));
+  p.zero = static_cast<int32_t>(z) - (g.is_signed ? half : 0);
+  return p;
+}
 
 // The clip-search ratio of step i (0 <= i <= clip_steps); step 0 is exactly 1.
 inline float clipRatio(const QuantOptions& o, int i) {

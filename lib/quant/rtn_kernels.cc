@@ -27,6 +27,7 @@ struct FloatGrid {
 };
 
 namespace isa_baseline {
+constexpr bool kHasFma = false;
 #include "lib/quant/rtn_group_kernels.inc"
 }  // namespace isa_baseline
 
@@ -37,6 +38,7 @@ namespace isa_baseline {
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,bmi,bmi2")
 namespace isa_avx2 {
+constexpr bool kHasFma = true;
 #include "lib/quant/rtn_group_kernels.inc"
 }  // namespace isa_avx2
 #pragma GCC pop_options
@@ -44,6 +46,7 @@ namespace isa_avx2 {
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi,bmi2,prefer-vector-width=512")
 namespace isa_avx512 {
+constexpr bool kHasFma = true;
 #include "lib/quant/rtn_group_kernels.inc"
 }  // namespace isa_avx512
 #pragma GCC pop_options

@@ -107,6 +107,8 @@ TEST_CASE("fast kernels equal the reference byte for byte at 1 and 2 threads, in
             o.grid = GridSpec{bits, symmetric, is_signed};
             o.clip = clip;
             o.clip_steps = clip == ClipSearch::kMse ? 10 + config % 11 : 20;
+            // The default ratio, the smallest the fused (FMA) error takes, and one below it (double error).
+            o.clip_min_ratio = config % 3 == 0 ? 0.5f : config % 3 == 1 ? 0x1p-16f : 0x1p-17f;
             ++config;
             for (size_t si = 0; si < shapes.size(); ++si) {
               const Shape s = shapes[si];
