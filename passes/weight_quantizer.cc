@@ -2,7 +2,6 @@
 
 #include "lib/quant/tensor_quant.h"
 #include "lib/util/error.h"
-#include "lib/util/file_pages.h"
 
 namespace ptq::passes {
 
@@ -21,9 +20,9 @@ std::shared_ptr<QW> quantizeWeight(const ir::Tensor& w, int64_t reduce_axis, int
 
   const ir::Shape& shape = w.shape();
   // The bytes where they lie: an unaligned weight viewed in the model file is read in place rather
-  // than through an aligned copy of the whole tensor (tensor.h).
+  // than through an aligned copy of the whole tensor (tensor.h), a chunk at a time, each chunk's pages
+  // mapped before and given back after (quantizeTensorBytes).
   const void* x = w.bytes();
-  util::prefaultFilePages(x, w.nbytes());  // one call instead of a fault per 64 KB (file_pages.h)
   auto q = std::make_shared<QW>();
   quant::QuantizedTensor qt;
   switch (s.granularity) {

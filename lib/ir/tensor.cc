@@ -31,17 +31,28 @@ T loadAt(const Tensor& t, int64_t i) {
 namespace {
 // First element of [0, n) whose bits, masked, equal the mask (an all-ones exponent: Inf or NaN). Blocks
 // of 256 are tested branch-free (the loop vectorizes over unaligned bytes) and only a block that holds
-// one is searched element by element, so a scan of a finite weight runs at memory speed.
+// one is searched element by element, so a scan of a finite weight runs at memory speed. A tensor viewed
+// in a file mapping is scanned in chunks of 16 MB whose pages are mapped in one call before and given
+// back after (file_pages.h), so a weight larger than memory is never resident whole.
 template <typename U>
 int64_t firstAllOnes(const Tensor& t, int64_t n, U mask) {
   constexpr int64_t kBlock = 256;
-  for (int64_t b = 0; b < n; b += kBlock) {
-    const int64_t m = n - b < kBlock ? n - b : kBlock;
-    unsigned bad = 0;
-    for (int64_t i = 0; i < m; ++i) bad |= (loadAt<U>(t, b + i) & mask) == mask;
-    if (!bad) continue;
-    for (int64_t i = 0; i < m; ++i)
-      if ((loadAt<U>(t, b + i) & mask) == mask) return b + i;
+  constexpr int64_t kChunk = (int64_t{16} << 20) / static_cast<int64_t>(sizeof(U)) / kBlock * kBlock;
+  const auto* bytes = static_cast<const unsigned char*>(t.bytes());
+  for (int64_t c0 = 0; c0 < n; c0 += kChunk) {
+    const int64_t c1 = n - c0 < kChunk ? n : c0 + kChunk;
+    const unsigned char* p = bytes + c0 * static_cast<int64_t>(sizeof(U));
+    const auto size = static_cast<size_t>(c1 - c0) * sizeof(U);
+    util::prefaultFilePages(p, size);
+    for (int64_t b = c0; b < c1; b += kBlock) {
+      const int64_t m = c1 - b < kBlock ? c1 - b : kBlock;
+      unsigned bad = 0;
+      for (int64_t i = 0; i < m; ++i) bad |= (loadAt<U>(t, b + i) & mask) == mask;
+      if (!bad) continue;
+      for (int64_t i = 0; i < m; ++i)
+        if ((loadAt<U>(t, b + i) & mask) == mask) return b + i;
+    }
+    util::releaseFilePages(p, size);
   }
   return -1;
 }

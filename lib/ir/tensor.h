@@ -92,7 +92,8 @@ class Tensor {
 };
 
 // Index of the first NaN or Inf of a float tensor (float32/16, bfloat16, float64) in row-major order;
-// -1 when every value is finite or the tensor is not floating point.
+// -1 when every value is finite or the tensor is not floating point. The pages of a view into a file
+// mapping are given back as the scan passes them (file_pages.h).
 int64_t firstNonFinite(const Tensor& t);
 // "NaN", "+Inf" or "-Inf" for element `i` of a float tensor (what firstNonFinite found).
 std::string describeNonFinite(const Tensor& t, int64_t i);

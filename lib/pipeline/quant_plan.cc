@@ -4,7 +4,6 @@
 #include <map>
 
 #include "lib/util/error.h"
-#include "lib/util/file_pages.h"
 
 namespace ptq::pipeline {
 
@@ -127,7 +126,6 @@ class PlanBuilder {
       }
     }
     if (!t.skip) {
-      util::prefaultFilePages(t.weight->initializer.bytes(), t.weight->initializer.nbytes());
       if (const int64_t bad = ir::firstNonFinite(t.weight->initializer); bad >= 0) {
         // A broken weight is never rounded: refused, or (when the config says so) left in float.
         const std::string what = ir::describeNonFinite(t.weight->initializer, bad) + " at index " +

@@ -62,10 +62,16 @@ struct GroupKernels {
   double (*error)(const float*, int64_t, const GroupParams&, const FloatGrid&);
   void (*quantize)(const float*, int64_t, const GroupParams&, const FloatGrid&, uint8_t*);
   bool (*row)(const float*, int64_t, int64_t, const QuantOptions&, uint8_t*, float*, uint8_t*, ErrorSums*);
+  void (*column_range)(const float*, int64_t, uint32_t*, uint32_t*);
+  void (*column_row)(const float*, int64_t, const float*, const float*, const float*, const FloatGrid&, uint8_t*,
+                     double*, double*, float*);
 };
 
 #define PTQ_GROUP_KERNELS(ns, name) \
-  GroupKernels { name, ns::fitGroupEntry, ns::groupErrorEntry, ns::quantizeGroupEntry, ns::quantizeRowEntry }
+  GroupKernels {                                                                                             \
+    name, ns::fitGroupEntry, ns::groupErrorEntry, ns::quantizeGroupEntry, ns::quantizeRowEntry,                \
+        ns::columnRangeRowEntry, ns::quantizeColumnsRowEntry                                                    \
+  }
 const GroupKernels kBaseline = PTQ_GROUP_KERNELS(isa_baseline, "baseline");
 const GroupKernels kAvx2 = PTQ_GROUP_KERNELS(isa_avx2, "avx2");
 const GroupKernels kAvx512 = PTQ_GROUP_KERNELS(isa_avx512, "avx512");
@@ -190,6 +196,15 @@ void dequantizeRows(const QuantizedRows& q, float* out) {
 bool quantizeRowWithError(const float* x, int64_t cols, int64_t group, const QuantOptions& opts, uint8_t* codes,
                           float* scales, uint8_t* zero_points, ErrorSums* sums) {
   return kernels().row(x, cols, group, opts, codes, scales, zero_points, sums);
+}
+
+void columnRangeRow(const float* x, int64_t n, uint32_t* kmin, uint32_t* kmax) {
+  kernels().column_range(x, n, kmin, kmax);
+}
+
+void quantizeColumnsRow(const float* x, int64_t n, const float* s, const float* inv, const float* z, const GridSpec& g,
+                        uint8_t* codes, double* signal, double* noise, float* max_abs) {
+  kernels().column_row(x, n, s, inv, z, FloatGrid(g), codes, signal, noise, max_abs);
 }
 
 const char* rtnKernelIsa() { return kernels().name; }

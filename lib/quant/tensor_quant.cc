@@ -7,6 +7,7 @@
 #include <string>
 #include <utility>
 
+#include "lib/quant/column_stream.h"
 #include "lib/quant/rtn_kernels.h"
 #include "lib/util/error.h"
 
@@ -116,73 +117,117 @@ ErrorStats combineRows(const std::vector<ErrorSums>& rows, int64_t n) {
 constexpr int64_t kParallelMinElements = int64_t{1} << 15;
 // Positions along `inner` gathered per tile when the blocked axis is not last.
 constexpr int64_t kTileColumns = 16;
+// Positions along `inner` from which a per-channel weight (one block along d, no clip search) is
+// streamed by rows (column_stream.h) rather than gathered in tiles of columns.
+constexpr int64_t kStreamMinColumns = 64;
 
-// The blocked axis is last (inner == 1): rows [outer, d] are contiguous. Floats that are not aligned
-// (a weight viewed inside a protobuf file) are copied a row at a time into a cache-sized buffer.
+// The blocked axis is last (inner == 1): rows [outer, d] are contiguous, read in chunks of rows (the
+// pages of each mapped before and given back after, column_stream.h). Floats that are not aligned (a
+// weight viewed inside a protobuf file) are copied a row at a time into a cache-sized buffer.
 // False on NaN/Inf.
 bool quantizeContiguous(const unsigned char* xb, const AxisView& v, int64_t block, const QuantOptions& opts,
                         QuantizedTensor& out, std::vector<ErrorSums>& sums) {
   const bool aligned = reinterpret_cast<uintptr_t>(xb) % alignof(float) == 0;
+  const bool parallel = v.outer * v.d >= kParallelMinElements;
   bool ok = true;
-#pragma omp parallel reduction(&& : ok) if (v.outer * v.d >= kParallelMinElements)
-  {
-    std::vector<float> row(aligned ? 0 : static_cast<size_t>(v.d));
+  detail::forRowChunks(xb, v.outer, v.d * 4, 1, [&](int64_t r0, int64_t r1) {
+    bool chunk_ok = true;
+#pragma omp parallel reduction(&& : chunk_ok) if (parallel)
+    {
+      std::vector<float> row(aligned ? 0 : static_cast<size_t>(v.d));
 #pragma omp for schedule(static)
-    for (int64_t r = 0; r < v.outer; ++r) {
-      const float* x;
-      if (aligned) {
-        x = reinterpret_cast<const float*>(xb) + r * v.d;
-      } else {
-        std::memcpy(row.data(), xb + r * v.d * 4, static_cast<size_t>(v.d) * 4);
-        x = row.data();
+      for (int64_t r = r0; r < r1; ++r) {
+        const float* x;
+        if (aligned) {
+          x = reinterpret_cast<const float*>(xb) + r * v.d;
+        } else {
+          std::memcpy(row.data(), xb + r * v.d * 4, static_cast<size_t>(v.d) * 4);
+          x = row.data();
+        }
+        chunk_ok = quantizeRowWithError(x, v.d, block, opts, out.codes.data() + r * v.d, out.scales.data() + r * v.blocks,
+                                        out.zero_points.data() + r * v.blocks, &sums[static_cast<size_t>(r)]) &&
+                   chunk_ok;
       }
-      ok = quantizeRowWithError(x, v.d, block, opts, out.codes.data() + r * v.d, out.scales.data() + r * v.blocks,
-                                out.zero_points.data() + r * v.blocks, &sums[static_cast<size_t>(r)]) && ok;
+    }
+    ok = ok && chunk_ok;
+  });
+  return ok;
+}
+
+// Rows [j0, j1) (whole blocks) of slabs [o0, o1) of a tensor whose blocked axis is not last: each task
+// gathers kTileColumns positions of `inner` into rows of length j1 - j0 in a cache-sized scratch
+// buffer, quantizes them, and writes codes and parameters straight to their places in the tensor's
+// layout (no tensor-sized transposed copy). A row's error sums gain its blocks in order, chunk after
+// chunk, as they would in one call. False on NaN/Inf.
+bool quantizeTiles(const unsigned char* xb, const AxisView& v, int64_t block, const QuantOptions& opts, int64_t o0,
+                   int64_t o1, int64_t j0, int64_t j1, QuantizedTensor& out, std::vector<ErrorSums>& sums) {
+  const int64_t len = j1 - j0, b0 = j0 / block, nb = (len + block - 1) / block;
+  const int64_t tiles_per_outer = (v.inner + kTileColumns - 1) / kTileColumns;
+  const int64_t tiles = (o1 - o0) * tiles_per_outer;
+  bool ok = true;
+#pragma omp parallel reduction(&& : ok) if ((o1 - o0) * len * v.inner >= kParallelMinElements)
+  {
+    std::vector<float> xs(static_cast<size_t>(kTileColumns * len));
+    std::vector<uint8_t> cs(static_cast<size_t>(kTileColumns * len));
+    std::vector<float> ss(static_cast<size_t>(kTileColumns * nb));
+    std::vector<uint8_t> zs(static_cast<size_t>(kTileColumns * nb));
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < tiles; ++t) {
+      const int64_t o = o0 + t / tiles_per_outer, k0 = t % tiles_per_outer * kTileColumns;
+      const int64_t tk = std::min(kTileColumns, v.inner - k0);
+      const int64_t base = o * v.d * v.inner + k0;
+      for (int64_t j = 0; j < len; ++j) {
+        const int64_t src = base + (j0 + j) * v.inner;
+        for (int64_t c = 0; c < tk; ++c) xs[static_cast<size_t>(c * len + j)] = loadFloat(xb, src + c);
+      }
+      for (int64_t c = 0; c < tk; ++c) {
+        const size_t row = static_cast<size_t>(o * v.inner + k0 + c);
+        ok = quantizeRowWithError(xs.data() + c * len, len, block, opts, cs.data() + c * len, ss.data() + c * nb,
+                                  zs.data() + c * nb, &sums[row]) && ok;
+      }
+      for (int64_t j = 0; j < len; ++j) {
+        uint8_t* dst = out.codes.data() + base + (j0 + j) * v.inner;
+        for (int64_t c = 0; c < tk; ++c) dst[c] = cs[static_cast<size_t>(c * len + j)];
+      }
+      for (int64_t b = 0; b < nb; ++b) {
+        const size_t at = static_cast<size_t>((o * v.blocks + b0 + b) * v.inner + k0);
+        for (int64_t c = 0; c < tk; ++c) {
+          out.scales[at + static_cast<size_t>(c)] = ss[static_cast<size_t>(c * nb + b)];
+          out.zero_points[at + static_cast<size_t>(c)] = zs[static_cast<size_t>(c * nb + b)];
+        }
+      }
     }
   }
   return ok;
 }
 
-// The blocked axis is not last: each task gathers kTileColumns positions of `inner` into rows of
-// length d in a cache-sized scratch buffer, quantizes them, and writes codes and parameters straight
-// to their places in the tensor's layout (no tensor-sized transposed copy). False on NaN/Inf.
+// The blocked axis is not last. Read in chunks (column_stream.h): several slabs [d, inner] per chunk
+// when a slab is small, else chunks of whole blocks of rows within each slab (one chunk, the whole
+// slab, when the slab is one block: a clip search needs the whole column). A per-channel weight without
+// clip search is streamed by rows instead. False on NaN/Inf.
 bool quantizeTiled(const unsigned char* xb, const AxisView& v, int64_t block, const QuantOptions& opts, QuantizedTensor& out,
                    std::vector<ErrorSums>& sums) {
-  const int64_t tiles_per_outer = (v.inner + kTileColumns - 1) / kTileColumns;
-  const int64_t tiles = v.outer * tiles_per_outer;
-  bool ok = true;
-#pragma omp parallel reduction(&& : ok) if (v.outer * v.d * v.inner >= kParallelMinElements)
-  {
-    std::vector<float> xs(static_cast<size_t>(kTileColumns * v.d));
-    std::vector<uint8_t> cs(static_cast<size_t>(kTileColumns * v.d));
-    std::vector<float> ss(static_cast<size_t>(kTileColumns * v.blocks));
-    std::vector<uint8_t> zs(static_cast<size_t>(kTileColumns * v.blocks));
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < tiles; ++t) {
-      const int64_t o = t / tiles_per_outer, k0 = t % tiles_per_outer * kTileColumns;
-      const int64_t tk = std::min(kTileColumns, v.inner - k0);
-      const int64_t base = o * v.d * v.inner + k0;
-      for (int64_t j = 0; j < v.d; ++j) {
-        const int64_t src = base + j * v.inner;
-        for (int64_t c = 0; c < tk; ++c) xs[static_cast<size_t>(c * v.d + j)] = loadFloat(xb, src + c);
-      }
-      for (int64_t c = 0; c < tk; ++c) {
-        const size_t row = static_cast<size_t>(o * v.inner + k0 + c);
-        ok = quantizeRowWithError(xs.data() + c * v.d, v.d, block, opts, cs.data() + c * v.d, ss.data() + c * v.blocks,
-                                  zs.data() + c * v.blocks, &sums[row]) && ok;
-      }
-      for (int64_t j = 0; j < v.d; ++j) {
-        uint8_t* dst = out.codes.data() + base + j * v.inner;
-        for (int64_t c = 0; c < tk; ++c) dst[c] = cs[static_cast<size_t>(c * v.d + j)];
-      }
-      for (int64_t b = 0; b < v.blocks; ++b) {
-        const size_t at = static_cast<size_t>((o * v.blocks + b) * v.inner + k0);
-        for (int64_t c = 0; c < tk; ++c) {
-          out.scales[at + static_cast<size_t>(c)] = ss[static_cast<size_t>(c * v.blocks + b)];
-          out.zero_points[at + static_cast<size_t>(c)] = zs[static_cast<size_t>(c * v.blocks + b)];
-        }
-      }
+  const int64_t slab_bytes = v.d * v.inner * 4;
+  if (v.blocks == 1 && opts.clip == ClipSearch::kNone && v.inner >= kStreamMinColumns) {
+    for (int64_t o = 0; o < v.outer; ++o) {
+      if (!detail::quantizeColumnsStreamed(xb + o * slab_bytes, v.d, v.inner, opts, out.codes.data() + o * v.d * v.inner,
+                                           out.scales.data() + o * v.inner, out.zero_points.data() + o * v.inner,
+                                           sums.data() + o * v.inner))
+        return false;
     }
+    return true;
+  }
+  bool ok = true;
+  if (slab_bytes < detail::kStreamChunkBytes) {
+    detail::forRowChunks(xb, v.outer, slab_bytes, 1, [&](int64_t o0, int64_t o1) {
+      ok = ok && quantizeTiles(xb, v, block, opts, o0, o1, 0, v.d, out, sums);
+    });
+    return ok;
+  }
+  for (int64_t o = 0; o < v.outer && ok; ++o) {
+    detail::forRowChunks(xb + o * slab_bytes, v.d, v.inner * 4, v.blocks == 1 ? v.d : block, [&](int64_t j0, int64_t j1) {
+      ok = ok && quantizeTiles(xb, v, block, opts, o, o + 1, j0, j1, out, sums);
+    });
   }
   return ok;
 }

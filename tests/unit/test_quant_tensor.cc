@@ -226,3 +226,102 @@ TEST_CASE("floats at an unaligned address quantize as the aligned ones, in every
     CHECK_THROWS_WITH(quantizeTensorBytes(p, shape, 1, 40, o), Catch::Contains("NaN at index [2, 7, 5]"));
   }
 }
+
+namespace {
+
+// Expected error figures of q: each scale position's group through quantizeRowWithError (the kernels'
+// own lane order), summed over positions in order, as quantizeTensor promises bit for bit. For
+// matrices [1, d, n] blocked along axis 1.
+void checkSumsAgainstRows(const float* x, int64_t d, int64_t n, int64_t block, const QuantOptions& o,
+                          const QuantizedTensor& q) {
+  double signal = 0.0, noise = 0.0, max_abs = 0.0;
+  std::vector<float> col(static_cast<size_t>(d)), scales(static_cast<size_t>((d + block - 1) / block));
+  std::vector<uint8_t> codes(static_cast<size_t>(d)), zps(scales.size());
+  for (int64_t c = 0; c < n; ++c) {
+    for (int64_t j = 0; j < d; ++j) col[static_cast<size_t>(j)] = x[j * n + c];
+    ErrorSums sums;
+    REQUIRE(quantizeRowWithError(col.data(), d, block, o, codes.data(), scales.data(), zps.data(), &sums));
+    signal += sums.signal;
+    noise += sums.noise;
+    max_abs = std::max(max_abs, sums.max_abs);
+  }
+  CHECK(q.error.mse == noise / static_cast<double>(d * n));
+  CHECK(q.error.max_abs == max_abs);
+  CHECK(q.error.sqnr_db == std::clamp(10.0 * std::log10(signal / noise), -kMaxSqnrDb, kMaxSqnrDb));
+}
+
+}  // namespace
+
+TEST_CASE("weights read in chunks of rows match a brute-force gather and the per-group sums", "[quant][tensor]") {
+  // A per-channel MatMul weight [K, N] (one block along K, no clip search) is streamed a chunk of
+  // rows at a time across columns; a blocked one is tiled a chunk of whole blocks at a time; small
+  // slabs are taken several per chunk. Chunks are 16 MB: 2100 x 2100 floats are two of them.
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  const int64_t d = 2100, n = 2100;
+  std::vector<float> x(static_cast<size_t>(d * n));
+  for (float& v : x) v = nd(rng);
+  x[static_cast<size_t>(2000 * n + 17)] = 40.0f;  // an outlier in the second chunk
+  for (int64_t j = 0; j < d; ++j) x[static_cast<size_t>(j * n + 5)] = 0.0f;  // an all-zero column
+  struct Case {
+    int64_t block;
+    int bits;
+    bool symmetric;
+    ClipSearch clip;
+  };
+  for (const Case& c : {Case{d, 8, true, ClipSearch::kNone}, Case{d, 4, false, ClipSearch::kNone},
+                        Case{128, 4, false, ClipSearch::kNone}, Case{128, 4, true, ClipSearch::kMse}}) {
+    INFO("block " << c.block << " bits " << c.bits << " symmetric " << c.symmetric);
+    QuantOptions o;
+    o.grid = GridSpec{c.bits, c.symmetric, c.symmetric};
+    o.clip = c.clip;
+    const std::vector<int64_t> shape{1, d, n};
+    const QuantizedTensor q = quantizeTensor(x.data(), shape, 1, c.block, o);
+    checkAgainstGather(x.data(), shape, 1, c.block, o, q);
+    checkSumsAgainstRows(x.data(), d, n, c.block, o, q);
+  }
+  // Three slabs of 5.8 MB: two to a chunk, then one.
+  const std::vector<int64_t> slabs{3, 700, 690};
+  for (int64_t block : {int64_t{700}, int64_t{100}}) {
+    QuantOptions o;
+    o.grid = GridSpec{8, false, false};
+    const QuantizedTensor q = quantizeTensor(x.data(), slabs, 1, block, o);
+    checkAgainstGather(x.data(), slabs, 1, block, o, q);
+  }
+}
+
+TEST_CASE("per-channel columns near rounding ties give the division's codes in every instruction set",
+          "[quant][tensor]") {
+  // Columns of values within two ulps of code + 1/2 (the product x * (1/s) rounds some of them the
+  // other way), laid out as a weight [256, 80] quantized per column: the streamed path's tie test.
+  std::mt19937 rng(7);
+  const int64_t d = 256, n = 80;
+  std::vector<float> x(static_cast<size_t>(d * n));
+  for (int64_t c = 0; c < n; ++c) {
+    const float absmax = std::ldexp(1.3f, static_cast<int>(c % 20) - 10);
+    const float s = absmax / 127.0f;
+    x[static_cast<size_t>(c)] = absmax;
+    x[static_cast<size_t>(n + c)] = -absmax;
+    for (int64_t j = 2; j < d; ++j) {
+      const int k = static_cast<int>(rng() % 250) - 125;
+      float v = (static_cast<float>(k) + 0.5f) * s;
+      const int ulps = static_cast<int>(rng() % 5) - 2;
+      for (int u = 0; u < std::abs(ulps); ++u) v = std::nextafter(v, ulps > 0 ? 1e30f : -1e30f);
+      x[static_cast<size_t>(j * n + c)] = std::fabs(v) < absmax ? v : 0.0f;
+    }
+  }
+  int isas_run = 0;
+  for (const char* isa : {"baseline", "avx2", "avx512"}) {
+    if (!setRtnKernelIsa(isa)) continue;
+    ++isas_run;
+    INFO("kernels " << rtnKernelIsa());
+    QuantOptions o;
+    o.grid = GridSpec{8, true, true};
+    const std::vector<int64_t> shape{1, d, n};
+    const QuantizedTensor q = quantizeTensor(x.data(), shape, 1, d, o);
+    checkAgainstGather(x.data(), shape, 1, d, o, q);
+    checkSumsAgainstRows(x.data(), d, n, d, o, q);
+  }
+  setRtnKernelIsa("");
+  CHECK(isas_run >= 1);
+}
