@@ -120,6 +120,8 @@ constexpr int64_t kTileColumns = 16;
 // Positions along `inner` from which a per-channel weight (one block along d, no clip search) is
 // streamed by rows (column_stream.h) rather than gathered in tiles of columns.
 constexpr int64_t kStreamMinColumns = 64;
+// The page size the tiling assumes (the TLB's granule).
+constexpr int64_t kPageBytes = 4096;
 
 // The blocked axis is last (inner == 1): rows [outer, d] are contiguous, read in chunks of rows (the
 // pages of each mapped before and given back after, column_stream.h). Floats that are not aligned (a
@@ -154,6 +156,49 @@ bool quantizeContiguous(const unsigned char* xb, const AxisView& v, int64_t bloc
   return ok;
 }
 
+// The transposes of a tile: `tk` <= kTileColumns floats from each of `len` rows `stride` floats
+// apart (at any alignment) into tk rows of len, and codes back. Eight rows at a time through a small
+// row-major buffer, so that loads and stores are runs (an element-wise transpose with the tile width
+// unknown at compile time was a fifth of the w4a16 run); kWidth is tk when it is the full tile
+// width, so that the copies have a size known at compile time, and 0 (tk at run time) otherwise.
+template <int64_t kWidth>
+void gatherTileOf(const unsigned char* src, int64_t stride, int64_t len, int64_t tk, float* xs) {
+  const int64_t w = kWidth ? kWidth : tk;
+  float tmp[8][kTileColumns];
+  int64_t j = 0;
+  for (; j + 8 <= len; j += 8) {
+    for (int r = 0; r < 8; ++r) std::memcpy(tmp[r], src + (j + r) * stride * 4, static_cast<size_t>(w) * 4);
+    for (int64_t c = 0; c < w; ++c)
+      for (int r = 0; r < 8; ++r) xs[c * len + j + r] = tmp[r][c];
+  }
+  for (; j < len; ++j)
+    for (int64_t c = 0; c < w; ++c) xs[c * len + j] = loadFloat(src, j * stride + c);
+}
+
+template <int64_t kWidth>
+void scatterTileOf(const uint8_t* cs, int64_t len, int64_t tk, uint8_t* dst, int64_t stride) {
+  const int64_t w = kWidth ? kWidth : tk;
+  uint8_t tmp[8][kTileColumns];
+  int64_t j = 0;
+  for (; j + 8 <= len; j += 8) {
+    for (int64_t c = 0; c < w; ++c)
+      for (int r = 0; r < 8; ++r) tmp[r][c] = cs[c * len + j + r];
+    for (int r = 0; r < 8; ++r) std::memcpy(dst + (j + r) * stride, tmp[r], static_cast<size_t>(w));
+  }
+  for (; j < len; ++j)
+    for (int64_t c = 0; c < w; ++c) dst[j * stride + c] = cs[c * len + j];
+}
+
+void gatherTile(const unsigned char* src, int64_t stride, int64_t len, int64_t tk, float* xs) {
+  if (tk == kTileColumns) gatherTileOf<kTileColumns>(src, stride, len, tk, xs);
+  else gatherTileOf<0>(src, stride, len, tk, xs);
+}
+
+void scatterTile(const uint8_t* cs, int64_t len, int64_t tk, uint8_t* dst, int64_t stride) {
+  if (tk == kTileColumns) scatterTileOf<kTileColumns>(cs, len, tk, dst, stride);
+  else scatterTileOf<0>(cs, len, tk, dst, stride);
+}
+
 // Rows [j0, j1) (whole blocks) of slabs [o0, o1) of a tensor whose blocked axis is not last: each task
 // gathers kTileColumns positions of `inner` into rows of length j1 - j0 in a cache-sized scratch
 // buffer, quantizes them, and writes codes and parameters straight to their places in the tensor's
@@ -176,19 +221,13 @@ bool quantizeTiles(const unsigned char* xb, const AxisView& v, int64_t block, co
       const int64_t o = o0 + t / tiles_per_outer, k0 = t % tiles_per_outer * kTileColumns;
       const int64_t tk = std::min(kTileColumns, v.inner - k0);
       const int64_t base = o * v.d * v.inner + k0;
-      for (int64_t j = 0; j < len; ++j) {
-        const int64_t src = base + (j0 + j) * v.inner;
-        for (int64_t c = 0; c < tk; ++c) xs[static_cast<size_t>(c * len + j)] = loadFloat(xb, src + c);
-      }
+      gatherTile(xb + (base + j0 * v.inner) * 4, v.inner, len, tk, xs.data());
       for (int64_t c = 0; c < tk; ++c) {
         const size_t row = static_cast<size_t>(o * v.inner + k0 + c);
         ok = quantizeRowWithError(xs.data() + c * len, len, block, opts, cs.data() + c * len, ss.data() + c * nb,
                                   zs.data() + c * nb, &sums[row]) && ok;
       }
-      for (int64_t j = 0; j < len; ++j) {
-        uint8_t* dst = out.codes.data() + base + (j0 + j) * v.inner;
-        for (int64_t c = 0; c < tk; ++c) dst[c] = cs[static_cast<size_t>(c * len + j)];
-      }
+      scatterTile(cs.data(), len, tk, out.codes.data() + base + j0 * v.inner, v.inner);
       for (int64_t b = 0; b < nb; ++b) {
         const size_t at = static_cast<size_t>((o * v.blocks + b0 + b) * v.inner + k0);
         for (int64_t c = 0; c < tk; ++c) {
@@ -218,6 +257,18 @@ bool quantizeTiled(const unsigned char* xb, const AxisView& v, int64_t block, co
     return true;
   }
   bool ok = true;
+  if (v.blocks > 1 && v.inner * 4 >= kPageBytes) {
+    // Rows a page or more apart (a MatMul weight [K, N] blocked along K): one block of rows at a time,
+    // so that a tile reads the same block's pages as the tile before it; a tile over all the rows
+    // of a chunk touched a page per row each time, and waited on the TLB and DRAM for every one.
+    for (int64_t o = 0; o < v.outer && ok; ++o) {
+      detail::forRowChunks(xb + o * slab_bytes, v.d, v.inner * 4, block, [&](int64_t j0, int64_t j1) {
+        for (int64_t jb = j0; jb < j1 && ok; jb += block)
+          ok = quantizeTiles(xb, v, block, opts, o, o + 1, jb, std::min(j1, jb + block), out, sums);
+      });
+    }
+    return ok;
+  }
   if (slab_bytes < detail::kStreamChunkBytes) {
     detail::forRowChunks(xb, v.outer, slab_bytes, 1, [&](int64_t o0, int64_t o1) {
       ok = ok && quantizeTiles(xb, v, block, opts, o0, o1, 0, v.d, out, sums);
