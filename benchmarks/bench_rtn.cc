@@ -15,6 +15,7 @@
 #include "formats/onnx/onnx_io.h"
 #include "lib/driver/quantize_job.h"
 #include "lib/quant/rtn_kernels.h"
+#include "lib/util/error.h"
 
 namespace {
 
@@ -114,6 +115,16 @@ int main(int argc, char** argv) {
     kernels();
     return 0;
   }
-  wholeModel(argv[1], argc > 2 ? argv[2] : "w4a16");
+  if (std::strcmp(argv[1], "-h") == 0 || std::strcmp(argv[1], "--help") == 0) {
+    std::printf("usage: bench_rtn                      kernels on a 4096x4096 fp32 matrix\n"
+                "       bench_rtn MODEL.onnx [PRESET]  whole-model quantize (default w4a16)\n");
+    return 0;
+  }
+  try {
+    wholeModel(argv[1], argc > 2 ? argv[2] : "w4a16");
+  } catch (const ptq::Error& e) {
+    std::fprintf(stderr, "bench_rtn: %s\n", e.what());
+    return static_cast<int>(e.code());
+  }
   return 0;
 }
