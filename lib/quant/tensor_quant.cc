@@ -256,20 +256,12 @@ bool quantizeTiled(const unsigned char* xb, const AxisView& v, int64_t block, co
     }
     return true;
   }
+  // Rows a page or more apart (a MatMul weight [K, N] blocked along K) are tiled one block of rows at
+  // a time, so that a tile reads the same block's pages as the tile before it; a tile over all the
+  // rows of a chunk touched a page per row each time, and waited on the TLB and DRAM for every one.
+  const bool per_block = v.blocks > 1 && v.inner * 4 >= kPageBytes;
   bool ok = true;
-  if (v.blocks > 1 && v.inner * 4 >= kPageBytes) {
-    // Rows a page or more apart (a MatMul weight [K, N] blocked along K): one block of rows at a time,
-    // so that a tile reads the same block's pages as the tile before it; a tile over all the rows
-    // of a chunk touched a page per row each time, and waited on the TLB and DRAM for every one.
-    for (int64_t o = 0; o < v.outer && ok; ++o) {
-      detail::forRowChunks(xb + o * slab_bytes, v.d, v.inner * 4, block, [&](int64_t j0, int64_t j1) {
-        for (int64_t jb = j0; jb < j1 && ok; jb += block)
-          ok = quantizeTiles(xb, v, block, opts, o, o + 1, jb, std::min(j1, jb + block), out, sums);
-      });
-    }
-    return ok;
-  }
-  if (slab_bytes < detail::kStreamChunkBytes) {
+  if (slab_bytes < detail::kStreamChunkBytes && !per_block) {
     detail::forRowChunks(xb, v.outer, slab_bytes, 1, [&](int64_t o0, int64_t o1) {
       ok = ok && quantizeTiles(xb, v, block, opts, o0, o1, 0, v.d, out, sums);
     });
@@ -277,7 +269,9 @@ bool quantizeTiled(const unsigned char* xb, const AxisView& v, int64_t block, co
   }
   for (int64_t o = 0; o < v.outer && ok; ++o) {
     detail::forRowChunks(xb + o * slab_bytes, v.d, v.inner * 4, v.blocks == 1 ? v.d : block, [&](int64_t j0, int64_t j1) {
-      ok = ok && quantizeTiles(xb, v, block, opts, o, o + 1, j0, j1, out, sums);
+      const int64_t step = per_block ? block : j1 - j0;
+      for (int64_t jb = j0; jb < j1 && ok; jb += step)
+        ok = quantizeTiles(xb, v, block, opts, o, o + 1, jb, std::min(j1, jb + step), out, sums);
     });
   }
   return ok;
