@@ -145,6 +145,17 @@ GroupParams fitGroup(const float* x, int64_t n, const QuantOptions& opts) {
 
 QuantizedRows quantizeRows(const float* x, int64_t rows, int64_t cols, int64_t group, const QuantOptions& opts) {
   QuantizedRows q = detail::allocateRows("quantizeRows", x, rows, cols, group, opts);
+  quantizeRowsInto(x, opts, &q);
+  return q;
+}
+
+void quantizeRowsInto(const float* x, const QuantOptions& opts, QuantizedRows* out) {
+  QuantizedRows& q = *out;
+  detail::checkRows("quantizeRowsInto", q, x);
+  validateOptions(opts);
+  if (opts.grid.bits != q.grid.bits || opts.grid.symmetric != q.grid.symmetric || opts.grid.is_signed != q.grid.is_signed)
+    throwInternal("quantizeRowsInto: opts.grid differs from the grid the output was sized for");
+  const int64_t rows = q.rows, cols = q.cols, group = q.group;
   const int64_t gpr = q.groups_per_row;
   const int64_t total = rows * gpr;
   const FloatGrid fg(opts.grid);
@@ -170,7 +181,6 @@ QuantizedRows quantizeRows(const float* x, int64_t rows, int64_t cols, int64_t g
     const int64_t r = first_bad / gpr;
     detail::throwNonFinite("quantizeRows", x + r * cols, r, detail::firstNonFinite(x + r * cols, cols));
   }
-  return q;
 }
 
 void dequantizeRows(const QuantizedRows& q, float* out) {

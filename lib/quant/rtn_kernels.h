@@ -53,6 +53,10 @@ QuantizedRows quantizeRowsRef(const float* x, int64_t rows, int64_t cols, int64_
                               const QuantOptions& opts);
 QuantizedRows quantizeRows(const float* x, int64_t rows, int64_t cols, int64_t group,
                            const QuantOptions& opts);
+// quantizeRows into the buffers of *out, which must be sized for x (rows, cols, group and grid set,
+// as quantizeRows returns it): for callers that quantize many matrices of one shape, and for timing
+// the kernel without the allocation.
+void quantizeRowsInto(const float* x, const QuantOptions& opts, QuantizedRows* out);
 
 // Error figures of quantized values against their inputs: sum(x^2), sum(e^2) and max |e|, with
 // e = float(x - (code - zero) * scale) as the clip search computes it (the product exact in double).

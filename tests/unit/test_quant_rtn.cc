@@ -341,3 +341,28 @@ TEST_CASE("codes of values at and next to rounding ties are the division's in ev
   CHECK(isas_run >= 1);
   CHECK(differing > 0);
 }
+
+TEST_CASE("quantizeRowsInto reuses buffers and writes what quantizeRows returns", "[quant][rtn]") {
+  // Two different matrices through one set of buffers: the second call must overwrite every byte of
+  // the first (no stale codes or parameters), and each must equal a fresh quantizeRows.
+  QuantOptions o;
+  o.grid = GridSpec{8, true, true};
+  const int64_t rows = 9, cols = 300;
+  for (int64_t group : {cols, int64_t{32}}) {
+    QuantizedRows reused = quantizeRows(makeMatrix(rows, cols, 21).data(), rows, cols, group, o);
+    const std::vector<float> x = makeMatrix(rows, cols, 22);
+    quantizeRowsInto(x.data(), o, &reused);
+    CHECK(sameBytes(reused, quantizeRows(x.data(), rows, cols, group, o)));
+    CHECK(!sameBytes(reused, quantizeRows(makeMatrix(rows, cols, 21).data(), rows, cols, group, o)));
+  }
+  QuantizedRows q = quantizeRows(makeMatrix(rows, cols, 23).data(), rows, cols, cols, o);
+  const std::vector<float> x = makeMatrix(rows, cols, 24);
+  QuantOptions other = o;
+  other.grid = GridSpec{4, true, true};
+  ptq::ExitCode code = ptq::ExitCode::kOk;
+  CHECK(errorText([&] { quantizeRowsInto(x.data(), other, &q); }, &code).find("opts.grid differs") != std::string::npos);
+  CHECK(code == ptq::ExitCode::kInternal);
+  q.codes.pop_back();
+  CHECK(errorText([&] { quantizeRowsInto(x.data(), o, &q); }, &code).find("do not match its sizes") != std::string::npos);
+  CHECK(code == ptq::ExitCode::kInternal);
+}
