@@ -115,8 +115,12 @@ std::string shapeToString(const Shape& s) {
 
 namespace {
 std::shared_ptr<uint8_t> allocBytes(size_t n) {
-  // new[] value-initialised: zero bytes. At least one byte so data() is never null for empty tensors.
-  return std::shared_ptr<uint8_t>(new uint8_t[n ? n : 1](), std::default_delete<uint8_t[]>());
+  // Zero bytes; at least one so data() is never null for empty tensors. Large buffers get huge pages
+  // before the zeroing touches them (util::adviseHugePages).
+  std::shared_ptr<uint8_t> buf(new uint8_t[n ? n : 1], std::default_delete<uint8_t[]>());
+  util::adviseHugePages(buf.get(), n);
+  std::memset(buf.get(), 0, n ? n : 1);
+  return buf;
 }
 }  // namespace
 

@@ -10,6 +10,7 @@
 #include "lib/quant/column_stream.h"
 #include "lib/quant/rtn_kernels.h"
 #include "lib/util/error.h"
+#include "lib/util/file_pages.h"
 
 namespace ptq::quant {
 namespace {
@@ -324,6 +325,8 @@ QuantizedTensor quantizeTensorBytes(const void* x, const std::vector<int64_t>& s
     out.scale_shape = shape;
     out.scale_shape[static_cast<size_t>(axis)] = v.blocks;
   }
+  out.codes.reserve(static_cast<size_t>(numel));
+  util::adviseHugePages(out.codes.data(), static_cast<size_t>(numel));
   out.codes.resize(static_cast<size_t>(numel));
   out.scales.resize(static_cast<size_t>(v.outer * v.blocks * v.inner));
   out.zero_points.resize(out.scales.size());

@@ -81,6 +81,14 @@ void prefaultFilePages(const void* p, size_t n) {
   });
 }
 
+void adviseHugePages(void* p, size_t n) {
+  if (n < kHugePageAdviceMin) return;
+  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + kHuge - 1) / kHuge * kHuge;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + n) / kHuge * kHuge;
+  if (end > begin) (void)::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+}
+
 std::shared_ptr<const void> mapFileReadOnly(int fd, size_t size) {
   if (size == 0) return nullptr;
   void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
