@@ -74,6 +74,16 @@ void kernels() {
     omp_set_num_threads(max_threads);
     const double t_n = bestOf(3, [&] { ptq::quant::quantizeRows(w.data(), rows, cols, c.group, o); });
     std::printf("%-32s %9.2f GB/s %7.2f GB/s %7.2f GB/s (%d thr)\n", c.name, gb / t_ref, gb / t_1, gb / t_n, max_threads);
+    if (c.clip != ptq::quant::ClipSearch::kNone) continue;
+    // The same kernel writing into buffers allocated once, as ggml's test-quantize-perf times
+    // quantize_row_q: without the first-touch page faults of fresh code and scale vectors.
+    ptq::quant::QuantizedRows out = ptq::quant::quantizeRows(w.data(), rows, cols, c.group, o);
+    omp_set_num_threads(1);
+    const double t_1b = bestOf(3, [&] { ptq::quant::quantizeRowsInto(w.data(), o, &out); });
+    omp_set_num_threads(max_threads);
+    const double t_nb = bestOf(3, [&] { ptq::quant::quantizeRowsInto(w.data(), o, &out); });
+    std::printf("%-32s %12s %7.2f GB/s %7.2f GB/s (%d thr)\n", (std::string(c.name) + ", into buffers").c_str(), "",
+                gb / t_1b, gb / t_nb, max_threads);
   }
 }
 

@@ -66,7 +66,7 @@ bool quantizeColumnsStreamed(const unsigned char* xb, int64_t d, int64_t cols, c
 
   const uint32_t key_neg_inf = orderKey(-std::numeric_limits<float>::infinity());
   const uint32_t key_pos_inf = orderKey(std::numeric_limits<float>::infinity());
-  std::vector<float> zf(static_cast<size_t>(cols)), inv(static_cast<size_t>(cols));
+  std::vector<float> zf(static_cast<size_t>(cols));
   for (int64_t c = 0; c < cols; ++c) {
     const auto i = static_cast<size_t>(c);
     if (kmin[i] <= key_neg_inf || kmax[i] >= key_pos_inf) return false;
@@ -75,8 +75,6 @@ bool quantizeColumnsStreamed(const unsigned char* xb, int64_t d, int64_t cols, c
     scales[c] = p.scale;
     zero_points[c] = toByte(p.zero);
     zf[i] = static_cast<float>(p.zero);
-    const float r = 1.0f / p.scale;
-    inv[i] = std::isnormal(r) ? r : std::numeric_limits<float>::quiet_NaN();  // NaN: always divide
   }
 
   // Pass 2: codes and error figures; row j's sums go to lane j % kErrorLanes of each column, as
@@ -86,7 +84,7 @@ bool quantizeColumnsStreamed(const unsigned char* xb, int64_t d, int64_t cols, c
   std::vector<float> max_abs(static_cast<size_t>(cols), 0.0f);
   forEachRowTile(xb, d, cols, [&](int64_t j, int64_t c0, int64_t c1, const float* x) {
     const int64_t lane = (j % kErrorLanes) * cols + c0;
-    quantizeColumnsRow(x, c1 - c0, scales + c0, inv.data() + c0, zf.data() + c0, opts.grid, codes + j * cols + c0,
+    quantizeColumnsRow(x, c1 - c0, scales + c0, zf.data() + c0, opts.grid, codes + j * cols + c0,
                        signal.data() + lane, noise.data() + lane, max_abs.data() + c0);
   });
 

@@ -63,7 +63,7 @@ struct GroupKernels {
   void (*quantize)(const float*, int64_t, const GroupParams&, const FloatGrid&, uint8_t*);
   bool (*row)(const float*, int64_t, int64_t, const QuantOptions&, uint8_t*, float*, uint8_t*, ErrorSums*);
   void (*column_range)(const float*, int64_t, uint32_t*, uint32_t*);
-  void (*column_row)(const float*, int64_t, const float*, const float*, const float*, const FloatGrid&, uint8_t*,
+  void (*column_row)(const float*, int64_t, const float*, const float*, const FloatGrid&, uint8_t*,
                      double*, double*, float*);
 };
 
@@ -212,9 +212,9 @@ void columnRangeRow(const float* x, int64_t n, uint32_t* kmin, uint32_t* kmax) {
   kernels().column_range(x, n, kmin, kmax);
 }
 
-void quantizeColumnsRow(const float* x, int64_t n, const float* s, const float* inv, const float* z, const GridSpec& g,
+void quantizeColumnsRow(const float* x, int64_t n, const float* s, const float* z, const GridSpec& g,
                         uint8_t* codes, double* signal, double* noise, float* max_abs) {
-  kernels().column_row(x, n, s, inv, z, FloatGrid(g), codes, signal, noise, max_abs);
+  kernels().column_row(x, n, s, z, FloatGrid(g), codes, signal, noise, max_abs);
 }
 
 const char* rtnKernelIsa() { return kernels().name; }

@@ -294,9 +294,10 @@ TEST_CASE("dequantizeRows rejects inconsistent buffers", "[quant][rtn][error]") 
 
 TEST_CASE("codes of values at and next to rounding ties are the division's in every instruction set",
           "[quant][rtn][fast]") {
-  // The kernels compute x / s as x * (1/s) unless a value is close to a half-integer step (see
-  // roundedQuotients); these values sit on ties and one or two ulps either side, where the product
-  // and the division round differently, with groups of exactly representable and of awkward scales.
+  // The written codes are nearbyint(x / s), the quotient QuantizeLinear takes, in every kernel (the
+  // row kernels and the column-streamed one), never x * (1/s). These values sit on ties and one or
+  // two ulps either side, where the product and the division round differently, with groups of
+  // exactly representable and of awkward scales.
   std::vector<float> x;
   std::mt19937 rng(7);
   for (const float absmax : {127.0f, 1.0f, 0.0371f, 3.3e-5f, 1.7e4f}) {
@@ -328,6 +329,19 @@ TEST_CASE("codes of values at and next to rounding ties are the division's in ev
         ErrorSums sums;
         REQUIRE(quantizeRowWithError(x.data() + r * cols, cols, cols, o, codes.data(), scale.data(), zp.data(), &sums));
         CHECK(std::equal(codes.begin(), codes.end(), ref.codes.begin() + r * cols));
+      }
+      // The same groups as the columns of a [cols, rows] matrix, streamed a row at a time.
+      std::vector<float> s(ref.scales.begin(), ref.scales.end()), z(rows, 0.0f), max_abs(rows, 0.0f);
+      std::vector<double> signal(rows, 0.0), noise(rows, 0.0);
+      for (int64_t j = 0; j < cols; ++j) {
+        std::vector<float> row(rows);
+        std::vector<uint8_t> codes(rows);
+        for (int64_t r = 0; r < rows; ++r) row[r] = x[static_cast<size_t>(r * cols + j)];
+        quantizeColumnsRow(row.data(), rows, s.data(), z.data(), o.grid, codes.data(), signal.data(),
+                           noise.data(), max_abs.data());
+        for (int64_t r = 0; r < rows; ++r) CHECK(codes[r] == ref.codes[static_cast<size_t>(r * cols + j)]);
+      }
+      for (int64_t r = 0; r < rows; ++r) {
         // The product alone would have got some of these wrong: the test looks where it must.
         const float s = ref.scales[static_cast<size_t>(r)], inv = 1.0f / s;
         for (int64_t c = 0; c < cols; ++c) {
