@@ -9,7 +9,8 @@
 # q4_0 and q8_0. Prints the median wall / user+sys time and peak RSS of each (/usr/bin/time) and the
 # ratios: ptq-tool w4a16 / ggml q4_0, w8a16 / q8_0, and peak RSS / model file.
 # With --ggml-perf (ggml's test-quantize-perf) it also compares the int8 and int4 kernels on a 64 MB
-# fp32 matrix: bench_rtn's int8 per-channel and int4 g128 against q8_0 and q4_0 in GB/s of fp32.
+# fp32 matrix: bench_rtn's int8 per-channel and int4 g128, writing into buffers allocated once as
+# test-quantize-perf does, against q8_0 and q4_0 in GB/s of fp32.
 # ggml is built outside this repository from its own tree with its defaults (never committed), e.g.
 #   cmake -S ggml -B ggml/build -DGGML_BUILD_TESTS=ON -DGGML_BUILD_EXAMPLES=ON && ninja -C ggml/build gpt-2-quantize test-quantize-perf
 #
@@ -29,7 +30,7 @@ while [ $# -gt 0 ]; do
     --ggml-perf) GGML_PERF=$2; shift ;;
     --runs) RUNS=$2; shift ;;
     --work) WORK=$2; shift ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench_quantize.sh: unknown option $1" >&2; exit 1 ;;
   esac
   shift
@@ -80,8 +81,8 @@ if [ -n "$GGML_PERF" ]; then
   [ -x "$BENCH_RTN" ] || { echo "bench_quantize.sh: no $BENCH_RTN (ninja bench_rtn)" >&2; exit 1; }
   ours=$("$BENCH_RTN")  # no arguments: the kernels alone
   theirs=$("$GGML_PERF" --type q8_0 --type q4_0 --op quantize_row_q --size 16777216 -i 5)
-  int8=$(echo "$ours" | awk '/^int8 per-channel sym/ {print $(NF-5)}')
-  int4=$(echo "$ours" | awk '/^int4 group-128 asym / && !/clip/ {print $(NF-5)}')
+  int8=$(echo "$ours" | awk '/^int8 per-channel sym, into buffers/ {print $(NF-5)}')
+  int4=$(echo "$ours" | awk '/^int4 group-128 asym, into buffers/ {print $(NF-5)}')
   q8=$(echo "$theirs" | awk '/^q8_0/ {t = 1} t && /float32 throughput/ {print $4; exit}')
   q4=$(echo "$theirs" | awk '/^q4_0/ {t = 1} t && /float32 throughput/ {print $4; exit}')
   echo "kernels, 64 MB fp32 matrix, 1 thread (GB/s of fp32): int8 per-channel $int8 vs q8_0 $q8 ($(echo "scale=2; $int8 / $q8" | bc)x);" \
