@@ -188,12 +188,21 @@ class Lowering {
     // B: [N, k_blocks, blob], codes of column n along K, low bits first, K padded with zeros.
     Tensor b(DType::kUInt8, {N, k_blocks, blob});
     uint8_t* bp = b.mutableData<uint8_t>();
-    std::vector<uint8_t> column(static_cast<size_t>(k_blocks * block), 0);
+    // Columns are read kColumnTile at a time, a cache line of each code row: reading one column
+    // of [K, N] at a time touched a cache line per code (8% of a w4a16 quantize of GPT-2 small).
+    constexpr int64_t kColumnTile = 64;
+    const int64_t padded = k_blocks * block;
+    std::vector<uint8_t> columns(static_cast<size_t>(kColumnTile * padded), 0);
     const uint8_t* codes = q.codes.data<uint8_t>();
-    for (int64_t n = 0; n < N; ++n) {
-      for (int64_t k = 0; k < K; ++k)
-        column[static_cast<size_t>(k)] = static_cast<uint8_t>(codeValue(codes[k * N + n], q.is_signed) + offset);
-      quant::packBits(column.data(), k_blocks * block, bits, bp + n * k_blocks * blob);
+    for (int64_t n0 = 0; n0 < N; n0 += kColumnTile) {
+      const int64_t tn = std::min(kColumnTile, N - n0);
+      for (int64_t k = 0; k < K; ++k) {
+        const uint8_t* row = codes + k * N + n0;
+        for (int64_t c = 0; c < tn; ++c)
+          columns[static_cast<size_t>(c * padded + k)] = static_cast<uint8_t>(codeValue(row[c], q.is_signed) + offset);
+      }
+      for (int64_t c = 0; c < tn; ++c)
+        quant::packBits(columns.data() + c * padded, padded, bits, bp + (n0 + c) * k_blocks * blob);
     }
     // scales: [N, k_blocks]
     Tensor scales(DType::kFloat32, {N, k_blocks});
