@@ -76,8 +76,8 @@ bool quantizeRowWithError(const float* x, int64_t cols, int64_t group, const Qua
 // (one group per column, no clip search), fed one row at a time so that the matrix can be streamed
 // (tensor_quant.cc). Same bytes and sums as the per-group kernels, in every instruction set.
 //  - columnRangeRow widens kmin/kmax (detail::orderKey keys, starting at orderKey(0)) by row x [n].
-//  - quantizeColumnsRow writes the codes of row j with scale s[c] and zero z[c] of column c; adds x^2, e^2 to signal[c], noise[c] (the caller passes lane j % kErrorLanes's
-//    rows) and widens max_abs[c].
+//  - quantizeColumnsRow writes the codes of row j with scale s[c] and zero z[c] of column c; adds x^2,
+//    e^2 to signal[c], noise[c] (the caller passes lane j % kErrorLanes's rows) and widens max_abs[c].
 void columnRangeRow(const float* x, int64_t n, uint32_t* kmin, uint32_t* kmax);
 void quantizeColumnsRow(const float* x, int64_t n, const float* s, const float* z, const GridSpec& g,
                         uint8_t* codes, double* signal, double* noise, float* max_abs);
