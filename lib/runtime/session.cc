@@ -6,6 +6,7 @@
 
 #include "lib/runtime/buffer_pool.h"
 #include "lib/runtime/plan.h"
+#include "lib/util/denormals.h"
 #include "lib/util/error.h"
 
 namespace ptq::runtime {
@@ -93,6 +94,7 @@ ir::Tensor checkFeed(const ir::Value& in, const ir::Tensor& feed) {
 
 Session::Session(const ir::Graph& graph, int64_t default_opset, SessionOptions options) : graph_(graph) {
   threads_ = options.threads > 0 ? options.threads : std::max(1, omp_get_max_threads());
+  flush_denormals_ = options.flush_denormals;
   plan_ = std::make_unique<Plan>(graph, planOptions(default_opset, options.domain_opsets, options.simulate_quantization),
                                  nullptr);
   pool_ = std::make_unique<BufferPool>();
@@ -231,6 +233,7 @@ std::map<std::string, ir::Tensor> Session::run(const std::map<std::string, ir::T
     taps = &with_run_taps;
   }
   ExecContext ctx(*pool_, threads_);
+  const ScopedDenormalFlags flags(flush_denormals_ ? kDenormalBits : denormalFlags());
   plan_->execute(ctx, cached->sched, slots, nullptr, taps);
   node_executions_ += cached->node_steps;
 

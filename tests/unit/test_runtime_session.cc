@@ -9,7 +9,9 @@
 #include "formats/onnx/onnx_io.h"
 #include "lib/runtime/registry.h"
 #include "lib/runtime/session.h"
+#include "lib/util/denormals.h"
 #include "lib/util/error.h"
+#include "support/skip.h"
 
 namespace {
 using ptq::ir::Tensor;
@@ -165,6 +167,42 @@ TEST_CASE("results are bit-identical at 1 and 2 threads", "[runtime]") {
   auto a = one.run(feeds), b = two.run(feeds);
   CHECK(a.at("y").sameAs(b.at("y")));
   CHECK(a.at("r").sameAs(b.at("r")));
+}
+
+TEST_CASE("runs flush denormals on every worker and restore the caller's flags", "[runtime]") {
+  if (ptq::kDenormalBits == 0) PTQ_SKIP("no flush-to-zero control on this architecture");
+  // y = x * x = 1e-40 (a denormal result; FTZ makes it 0) and z = d * big = 3e-20 from a denormal
+  // input d (DAZ reads it as 0). 2^20 elements of equal shapes: the elementwise kernel splits them
+  // into 64 chunks, so both threads of the pool compute some.
+  auto m = parse(R"(<ir_version: 8, opset_import: ["" : 17]>
+      g (float[1048576] x, float[1048576] d, float[1048576] big) => (float[1048576] y, float[1048576] z) {
+        y = Mul(x, x)  z = Mul(d, big) })");
+  const int64_t n = 1 << 20;
+  std::map<std::string, Tensor> feeds = {{"x", Tensor::fromFloats({n}, std::vector<float>(n, 1e-20f))},
+                                         {"d", Tensor::fromFloats({n}, std::vector<float>(n, 3e-40f))},
+                                         {"big", Tensor::fromFloats({n}, std::vector<float>(n, 1e20f))}};
+  const auto countZeros = [](const Tensor& t) {
+    int64_t zeros = 0;
+    for (float v : t.toFloats()) zeros += v == 0.0f;
+    return zeros;
+  };
+  const unsigned before = ptq::denormalFlags();
+  // First without flushing: the OpenMP pool's worker starts with the default (no flush) flags.
+  ptq::runtime::SessionOptions no_flush;
+  no_flush.threads = 2;
+  no_flush.flush_denormals = false;
+  Session keep(m, no_flush);
+  auto kept = keep.run(feeds);
+  CHECK(countZeros(kept.at("y")) == 0);
+  CHECK(countZeros(kept.at("z")) == 0);
+  CHECK(kept.at("y").toFloats()[0] == 1e-20f * 1e-20f);
+  CHECK(kept.at("z").toFloats()[0] == 3e-40f * 1e20f);
+
+  Session flush(m, {2, {}});
+  auto flushed = flush.run(feeds);
+  CHECK(countZeros(flushed.at("y")) == n);
+  CHECK(countZeros(flushed.at("z")) == n);
+  CHECK(ptq::denormalFlags() == before);
 }
 
 TEST_CASE("If and Loop bodies read outer-scope values", "[runtime]") {

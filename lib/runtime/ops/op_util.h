@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "lib/runtime/kernel.h"
+#include "lib/util/denormals.h"
 
 namespace ptq::runtime::ops {
 
@@ -47,15 +48,21 @@ void parallelFor(int threads, int64_t n, int64_t grain, F&& fn) {
     for (int64_t c = 0; c < chunks; ++c) fn(c * grain, std::min(n, (c + 1) * grain));
     return;
   }
-  // Exceptions must not escape an OpenMP region: keep the first, rethrow after it.
+  // Exceptions must not escape an OpenMP region: keep the first, rethrow after it. Workers compute
+  // with the caller's denormal flags (lib/util/denormals.h), whatever their own were.
   std::exception_ptr error;
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
-  for (int64_t c = 0; c < chunks; ++c) {
-    try {
-      fn(c * grain, std::min(n, (c + 1) * grain));
-    } catch (...) {
+  const unsigned flags = denormalFlags();
+#pragma omp parallel num_threads(threads)
+  {
+    const ScopedDenormalFlags same_as_caller(flags);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t c = 0; c < chunks; ++c) {
+      try {
+        fn(c * grain, std::min(n, (c + 1) * grain));
+      } catch (...) {
 #pragma omp critical(ptq_parallel_for_error)
-      if (!error) error = std::current_exception();
+        if (!error) error = std::current_exception();
+      }
     }
   }
   if (error) std::rethrow_exception(error);
