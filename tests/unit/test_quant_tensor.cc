@@ -105,6 +105,29 @@ TEST_CASE("3-D tensor blocked along each axis matches a brute-force gather", "[q
   }
 }
 
+TEST_CASE("wide tensors blocked along a middle axis match a brute-force gather", "[quant][tensor]") {
+  // inner >= 64: full 64-column tiles (written back 16 rows at a time by the byte transpose) plus a
+  // narrow last tile; rows not a multiple of 16 leave a tail. [1, 40, 1100] blocked by 16 is tiled a
+  // block of rows at a time (rows a page apart), the last block 8 rows.
+  struct Case {
+    std::vector<int64_t> shape;
+    int64_t block;
+  };
+  for (const Case& c : std::vector<Case>{{{2, 37, 130}, 37}, {{2, 37, 130}, 16}, {{1, 40, 1100}, 16}}) {
+    const int64_t n = c.shape[0] * c.shape[1] * c.shape[2];
+    const std::vector<float> x = randomTensor(static_cast<size_t>(n), 11);
+    for (ClipSearch clip : {ClipSearch::kNone, ClipSearch::kMse}) {
+      QuantOptions o;
+      o.grid = GridSpec{4, false, true};
+      o.clip = clip;
+      INFO("shape [" << c.shape[0] << ", " << c.shape[1] << ", " << c.shape[2] << "] block " << c.block);
+      const QuantizedTensor q = quantizeTensor(x.data(), c.shape, 1, c.block, o);
+      REQUIRE(q.codes.size() == x.size());
+      checkAgainstGather(x.data(), c.shape, 1, c.block, o, q);
+    }
+  }
+}
+
 TEST_CASE("per-channel 4-bit on a 2x3 matrix, by hand", "[quant][tensor]") {
   // Axis 0 in one block: one scale per column. col0 amax 7 -> s 1: {7, -3.5 -> -4};
   // col1 amax 14 -> s 2: {-1.75 -> -2, 7}; col2 all zero -> s 1: {0, 0}.
