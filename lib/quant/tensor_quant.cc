@@ -7,10 +7,7 @@
 #include <string>
 #include <utility>
 
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
-
+#include "lib/quant/byte_transpose.h"
 #include "lib/quant/column_stream.h"
 #include "lib/quant/rtn_kernels.h"
 #include "lib/util/error.h"
@@ -202,41 +199,15 @@ void gatherTile(const unsigned char* src, int64_t stride, int64_t len, int64_t t
   else gatherTileOf<0>(src, stride, len, tk, xs);
 }
 
-#if defined(__SSE2__)
-// 16x16 byte transpose in registers. A round interleaves row k with row k + 8 (k < 8) into rows 2k and
-// 2k + 1, which rotates each byte's 8-bit index (row bits, then column bits) left by one: four rounds
-// swap row and column. 64 unpacks per 256 bytes against 256 byte loads and stores.
-inline void transpose16x16(__m128i v[16]) {
-  for (int round = 0; round < 4; ++round) {
-    __m128i t[16];
-    for (int k = 0; k < 8; ++k) {
-      t[2 * k] = _mm_unpacklo_epi8(v[k], v[k + 8]);
-      t[2 * k + 1] = _mm_unpackhi_epi8(v[k], v[k + 8]);
-    }
-    for (int k = 0; k < 16; ++k) v[k] = t[k];
-  }
-}
-#endif
-
 void scatterTile(const uint8_t* cs, int64_t len, int64_t tk, uint8_t* dst, int64_t stride) {
   if (tk != kTileColumns) return scatterTileOf<0>(cs, len, tk, dst, stride);
-#if defined(__SSE2__)
-  // Full tiles, 16 rows at a time (the byte transpose by scalar moves was a third of quantizeTiles).
+  // Full tiles in 16x16 blocks (the byte transpose by scalar moves was a third of quantizeTiles).
   static_assert(kTileColumns % 16 == 0, "the tile is transposed in 16x16 blocks");
   int64_t j = 0;
-  for (; j + 16 <= len; j += 16) {
-    for (int64_t g = 0; g < kTileColumns; g += 16) {
-      __m128i v[16];
-      for (int c = 0; c < 16; ++c) v[c] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(cs + (g + c) * len + j));
-      transpose16x16(v);
-      for (int r = 0; r < 16; ++r) _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + (j + r) * stride + g), v[r]);
-    }
-  }
+  for (; j + 16 <= len; j += 16)
+    for (int64_t g = 0; g < kTileColumns; g += 16) transposeBytes16x16(cs + g * len + j, len, dst + j * stride + g, stride);
   for (; j < len; ++j)
     for (int64_t c = 0; c < kTileColumns; ++c) dst[j * stride + c] = cs[c * len + j];
-#else
-  scatterTileOf<kTileColumns>(cs, len, tk, dst, stride);
-#endif
 }
 
 // Rows [j0, j1) (whole blocks) of slabs [o0, o1) of a tensor whose blocked axis is not last: each task

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "lib/quant/bitpack.h"
+#include "lib/quant/byte_transpose.h"
 #include "lib/util/error.h"
 #include "passes/legalize/legalize.h"
 #include "passes/legalize/opset_upgrade.h"
@@ -194,15 +195,24 @@ class Lowering {
     const int64_t padded = k_blocks * block;
     std::vector<uint8_t> columns(static_cast<size_t>(kColumnTile * padded), 0);
     const uint8_t* codes = q.codes.data<uint8_t>();
+    // A code's unsigned value is its byte plus the offset, modulo 256 (a signed code is stored as
+    // its two's complement byte), so the offset is added after the transpose.
     for (int64_t n0 = 0; n0 < N; n0 += kColumnTile) {
       const int64_t tn = std::min(kColumnTile, N - n0);
+      const int64_t tn16 = tn / 16 * 16, k16 = K / 16 * 16;
+      for (int64_t k = 0; k < k16; k += 16)
+        for (int64_t c = 0; c < tn16; c += 16)
+          quant::transposeBytes16x16(codes + k * N + n0 + c, N, columns.data() + c * padded + k, padded);
       for (int64_t k = 0; k < K; ++k) {
         const uint8_t* row = codes + k * N + n0;
-        for (int64_t c = 0; c < tn; ++c)
-          columns[static_cast<size_t>(c * padded + k)] = static_cast<uint8_t>(codeValue(row[c], q.is_signed) + offset);
+        for (int64_t c = k < k16 ? tn16 : 0; c < tn; ++c) columns[static_cast<size_t>(c * padded + k)] = row[c];
       }
-      for (int64_t c = 0; c < tn; ++c)
-        quant::packBits(columns.data() + c * padded, padded, bits, bp + (n0 + c) * k_blocks * blob);
+      for (int64_t c = 0; c < tn; ++c) {
+        uint8_t* column = columns.data() + c * padded;
+        if (offset)
+          for (int64_t k = 0; k < K; ++k) column[k] = static_cast<uint8_t>(column[k] + offset);
+        quant::packBits(column, padded, bits, bp + (n0 + c) * k_blocks * blob);
+      }
     }
     // scales: [N, k_blocks]
     Tensor scales(DType::kFloat32, {N, k_blocks});

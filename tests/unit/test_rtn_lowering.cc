@@ -104,6 +104,38 @@ TEST_CASE("w4 group-16 symmetric as MatMulNBits: packed codes, scales, attribute
   CHECK(nb->output(0)->name() == "y");
 }
 
+TEST_CASE("MatMulNBits B holds the QDQ form's codes column by column, at any K and N", "[rtn][lowering]") {
+  // K = 40 and N = 37: the lowering's 16x16 byte transposes plus row and column tails. The same
+  // rtn codes written as DequantizeLinear ([K, N], int8 or uint8) are the reference.
+  constexpr int K = 40, N = 37;
+  std::string values;
+  for (int k = 0; k < K; ++k)
+    for (int n = 0; n < N; ++n) values += (values.empty() ? "" : ", ") + std::to_string(std::sin(k * 37.0 + n * 1.7) * (1 + n % 5));
+  const std::string text = "<ir_version: 8, opset_import: [\"\" : 17]>\ng (float[1, 40] x) => (float[1, 37] y)\n"
+                           "<float[40, 37] w = {" + values + "}>\n{ y = MatMul(x, w) }\n";
+  for (bool symmetric : {true, false}) {
+    INFO("symmetric " << symmetric);
+    const std::string config = std::string(R"({"weights": {"bits": 8, "granularity": "channel", "symmetric": )") +
+                               (symmetric ? "true" : "false") + "}}";
+    ir::Model qdq = onnx_io::parseModelText(text), nbits = onnx_io::parseModelText(text);
+    quantize(qdq, config, false);
+    quantize(nbits, config, true);
+    const ir::Tensor& codes = onlyNode(*qdq.graph, "DequantizeLinear")->input(0)->initializer;
+    ir::Node* nb = onlyNode(*nbits.graph, "MatMulNBits");
+    REQUIRE(nb->attrInt("block_size", 0) == 64);
+    const ir::Tensor& b = nb->input(1)->initializer;
+    REQUIRE(b.shape() == ir::Shape{N, 1, 64});
+    int mismatches = 0;
+    for (int n = 0; n < N; ++n) {
+      for (int k = 0; k < 64; ++k) {
+        const int expect = k >= K ? 0 : symmetric ? codes.data<int8_t>()[k * N + n] + 128 : codes.data<uint8_t>()[k * N + n];
+        mismatches += b.data<uint8_t>()[n * 64 + k] != expect;
+      }
+    }
+    CHECK(mismatches == 0);
+  }
+}
+
 TEST_CASE("w4 group asymmetric as QDQ: uint4 codes and zero points, block_size, opset 21", "[rtn][lowering]") {
   ir::Model m = onnx_io::parseModelText(R"(
 <ir_version: 10, opset_import: ["" : 21]>
