@@ -2,8 +2,8 @@
 //
 // Intel cores take a microcode assist, ~100+ cycles, for every multiply that reads or makes a
 // denormal float; AMD Zen does not. A Softmax row whose tail underflows to 1e-39 made the
-// attention-times-V GEMM of the zoo's LLaMA-style LM run at 1.5 GFLOP/s instead of 100 on a
-// Sapphire Rapids core (the whole model 3.6x slower than with FTZ+DAZ). Flushing changes a result
+// attention-times-V GEMM of the zoo's LLaMA-style LM run at 1.5 GFLOP/s instead of 100 on an
+// AVX-512 Xeon core (the whole model 3.6x slower than with FTZ+DAZ). Flushing changes a result
 // by less than FLT_MIN (1.2e-38) per operation; it is what TensorFlow's thread pools do by default
 // and ONNX Runtime's session.set_denormal_as_zero. The flags are per thread: parallelFor hands the
 // caller's flags to its workers so that every tile is computed the same way at any thread count.
