@@ -162,10 +162,12 @@ bool quantizeContiguous(const unsigned char* xb, const AxisView& v, int64_t bloc
 }
 
 // The transposes of a tile: `tk` <= kTileColumns floats from each of `len` rows `stride` floats
-// apart (at any alignment) into tk rows of len, and codes back. Eight rows at a time through a small
-// row-major buffer, so that loads and stores are runs (an element-wise transpose with the tile width
-// unknown at compile time was a fifth of the w4a16 run); kWidth is tk when it is the full tile
+// apart (at any alignment) into tk rows of len, and codes back. Floats go eight rows at a time through
+// a small row-major buffer, so that loads and stores are runs (an element-wise transpose with the tile
+// width unknown at compile time was a fifth of the w4a16 run); kWidth is tk when it is the full tile
 // width, so that the copies have a size known at compile time, and 0 (tk at run time) otherwise.
+// Codes of a full tile go back in 16x16 byte transposes, those of the narrow last tile of a row
+// through the same kind of small buffer.
 template <int64_t kWidth>
 void gatherTileOf(const unsigned char* src, int64_t stride, int64_t len, int64_t tk, float* xs) {
   const int64_t w = kWidth ? kWidth : tk;
@@ -180,9 +182,8 @@ void gatherTileOf(const unsigned char* src, int64_t stride, int64_t len, int64_t
     for (int64_t c = 0; c < w; ++c) xs[c * len + j] = loadFloat(src, j * stride + c);
 }
 
-template <int64_t kWidth>
-void scatterTileOf(const uint8_t* cs, int64_t len, int64_t tk, uint8_t* dst, int64_t stride) {
-  const int64_t w = kWidth ? kWidth : tk;
+void scatterNarrowTile(const uint8_t* cs, int64_t len, int64_t tk, uint8_t* dst, int64_t stride) {
+  const int64_t w = tk;
   uint8_t tmp[8][kTileColumns];
   int64_t j = 0;
   for (; j + 8 <= len; j += 8) {
@@ -200,7 +201,7 @@ void gatherTile(const unsigned char* src, int64_t stride, int64_t len, int64_t t
 }
 
 void scatterTile(const uint8_t* cs, int64_t len, int64_t tk, uint8_t* dst, int64_t stride) {
-  if (tk != kTileColumns) return scatterTileOf<0>(cs, len, tk, dst, stride);
+  if (tk != kTileColumns) return scatterNarrowTile(cs, len, tk, dst, stride);
   // Full tiles in 16x16 blocks (the byte transpose by scalar moves was a third of quantizeTiles).
   static_assert(kTileColumns % 16 == 0, "the tile is transposed in 16x16 blocks");
   int64_t j = 0;
